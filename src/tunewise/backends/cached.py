@@ -1,0 +1,43 @@
+"""A backend wrapper that answers from the store's cache and saves every new answer per batch."""
+
+from __future__ import annotations
+
+from ..store import Store
+from .base import Backend, ChoiceScores, Generation, GenRequest, Progress, ScoreRequest, request_key
+
+
+CHUNK = 64  # requests sent and saved together
+
+
+class CachedBackend:
+    def __init__(self, inner: Backend, store: Store, chunk: int | None = None):
+        self.inner = inner
+        self.store = store
+        self.chunk = chunk or CHUNK
+        self.model_key = inner.model_key
+
+    def generate(self, requests: list[GenRequest], progress: Progress | None = None) -> list[Generation]:
+        return self._run(requests, "generate", self.inner.generate, Generation, progress)
+
+    def score_choices(self, requests: list[ScoreRequest],
+                      progress: Progress | None = None) -> list[ChoiceScores]:
+        return self._run(requests, "score", self.inner.score_choices, ChoiceScores, progress)
+
+    def _run(self, requests, kind, send, cls, progress):
+        keys = [request_key(self.model_key, r) for r in requests]
+        hits = self.store.cache_get(keys)
+        results = [None] * len(requests)
+        for i, key in enumerate(keys):
+            if key in hits:
+                results[i] = cls(**dict(hits[key], cached=True))
+        if progress and hits:
+            progress(sum(r is not None for r in results))
+        todo = [i for i, r in enumerate(results) if r is None]
+        # requests are sent (and saved) a chunk at a time: Ctrl-C loses at most one chunk
+        for start in range(0, len(todo), self.chunk):
+            part = todo[start:start + self.chunk]
+            answers = send([requests[i] for i in part], progress)
+            self.store.cache_put(self.model_key, kind, [(keys[i], a) for i, a in zip(part, answers)])
+            for i, answer in zip(part, answers):
+                results[i] = answer
+        return results

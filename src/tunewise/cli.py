@@ -1,0 +1,127 @@
+"""The command line: parses arguments, calls the library, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import TunewiseError
+
+HOME_OPTION = click.option("--home", default=".tunewise", show_default=True, type=click.Path(),
+                           help="Directory of the results store and reports.")
+
+
+def friendly(command):
+    """One-line errors with exit code 2; a traceback only with --debug."""
+    @functools.wraps(command)
+    def wrapper(*args, debug: bool = False, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except TunewiseError as err:
+            if debug:
+                raise
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished work is saved; run the same command again to resume.", err=True)
+            sys.exit(130)
+    return click.option("--debug", is_flag=True, help="Show full tracebacks.")(wrapper)
+
+
+@click.group()
+@click.version_option(package_name="tunewise")
+def main() -> None:
+    """Prompt engineering, fine-tuning, or both? Measured on your own task."""
+
+
+@main.command("run")
+@click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Treat leakage between splits as an error.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@HOME_OPTION
+@friendly
+def run_command(task_file: Path, strict: bool, no_progress: bool, home: str) -> None:
+    """Run every arm of TASK_FILE and print the comparison table."""
+    from .config import load_task
+    task = load_task(task_file)
+    _run_and_show(task, str(task_file), home, strict, not no_progress)
+
+
+@main.command("demo")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--write-task", type=click.Path(file_okay=False, path_type=Path),
+              help="Only write the demo's task file and data here, to edit and run yourself.")
+@HOME_OPTION
+@friendly
+def demo_command(no_progress: bool, write_task: Path | None, home: str) -> None:
+    """Run the bundled word-sentiment example on the embedded model."""
+    from .demo import demo_task, write_demo
+    if write_task:
+        click.echo(f"wrote {write_demo(write_task)}")
+        return
+    task, task_file = demo_task(Path(home) / "demo")
+    _run_and_show(task, str(task_file), home, False, not no_progress)
+
+
+@main.command("show")
+@click.argument("run_id", default="latest")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table")
+@HOME_OPTION
+@friendly
+def show_command(run_id: str, fmt: str, home: str) -> None:
+    """Print a stored run's table (RUN_ID, a unique prefix, or 'latest')."""
+    import json
+    from .report import build_report, print_table, to_markdown
+    from .store import Store
+    store = _open_store(home)
+    try:
+        report = build_report(store, run_id)
+    except KeyError:
+        raise TunewiseError(f"no run {run_id!r} in {store.path}") from None
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=2))
+    elif fmt == "markdown":
+        click.echo(to_markdown(report))
+    else:
+        print_table(report)
+
+
+@main.command("runs")
+@HOME_OPTION
+@friendly
+def runs_command(home: str) -> None:
+    """List stored runs, newest first."""
+    import datetime
+    for run in _open_store(home).list_runs():
+        when = datetime.datetime.fromtimestamp(run["created_at"]).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{run['id']}  {when}  {run['status']:<8} {run['task_name']}")
+
+
+def _open_store(home: str):
+    from .store import Store
+    path = Path(home) / "tunewise.db"
+    if not path.exists():
+        raise TunewiseError(f"no results store at {path}; run a task first")
+    return Store(path)
+
+
+def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool) -> None:
+    import time
+    from .report import build_report, print_table
+    from .runner import run
+    from .store import Store
+    start = time.perf_counter()
+    result = run(task, home=home, strict=strict, progress=progress, task_file=task_file,
+                 log=lambda msg: click.echo(msg, err=True))
+    store = Store(result.store_path)
+    print_table(build_report(store, result.run_id))
+    store.close()
+    click.echo(f"run {result.run_id} in {time.perf_counter() - start:.1f} s; "
+               f"report: {result.report_paths['markdown']} and {result.report_paths['json'].name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The task description: a pydantic model whose file form is YAML."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import TaskFileError
+
+TaskType = Literal["classification", "generation", "extraction"]
+
+DEFAULT_METRICS: dict[str, list[str]] = {
+    "classification": ["accuracy", "macro_f1"],
+    "generation": ["exact_match", "token_f1", "rouge_l"],
+    "extraction": ["json_valid", "key_accuracy"],
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    path: str = Field(description="JSONL, CSV or Parquet file, or a saved `datasets` directory")
+    format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = "auto"
+    input: str = Field(description="a field name, or a template such as '{title}: {body}'")
+    target: str = Field(description="the field holding the expected output")
+    split_column: str | None = Field(None, description="use this column's train/dev/test values")
+
+    def input_fields(self) -> list[str]:
+        return input_fields(self.input)
+
+
+def input_fields(template: str) -> list[str]:
+    names = re.findall(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}", template)
+    return names or [template]
+
+
+class SplitConfig(Strict):
+    train: float = Field(0.6, ge=0, le=1)
+    dev: float = Field(0.2, ge=0, le=1)
+    test: float = Field(0.2, gt=0, le=1)
+    seed: int = 0
+    stratify: bool = True  # only for classification
+    max_train: int | None = Field(None, gt=0)
+    max_dev: int | None = Field(None, gt=0)
+    max_test: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> "SplitConfig":
+        total = self.train + self.dev + self.test
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"train + dev + test fractions add up to {total:g}, more than 1")
+        return self
+
+
+class GenerationConfig(Strict):
+    max_tokens: int = Field(32, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int = 0
+
+
+class _ArmBase(Strict):
+    name: str | None = None
+    model: str | None = Field(None, description="overrides the task's model for this arm")
+    decoding: Literal["generate", "constrained"] = Field(
+        "generate", description="constrained: score each label instead of generating (classification)")
+
+
+class ZeroShotArm(_ArmBase):
+    type: Literal["zero_shot"]
+
+
+class Levers(Strict):
+    """The three levers of a structured prompt, each switchable."""
+    context: bool = True
+    output_format: bool = True
+    constraints: bool = True
+
+
+class StructuredArm(_ArmBase):
+    type: Literal["structured"]
+    levers: Levers = Field(default_factory=Levers)
+
+
+class FewShotArm(_ArmBase):
+    type: Literal["few_shot"]
+    k: int = Field(4, gt=0, le=64)
+    selection: Literal["random", "similar"] = "random"
+    structured: bool = Field(False, description="add context, format and constraints too")
+    levers: Levers = Field(default_factory=Levers)
+
+
+ArmConfig = Annotated[Union[ZeroShotArm, StructuredArm, FewShotArm], Field(discriminator="type")]
+
+
+class Task(Strict):
+    """Everything tunewise needs to compare ways of solving one task."""
+    name: str = "task"
+    type: TaskType = "classification"
+    data: DataConfig
+    labels: list[str] | None = Field(None, description="classification label set; inferred if absent")
+    json_keys: list[str] | None = Field(None, description="extraction: the keys expected")
+    instruction: str
+    context: str | None = None
+    output_format: str | None = None
+    constraints: list[str] = Field(default_factory=list)
+    metrics: list[str] | None = None
+    splits: SplitConfig = Field(default_factory=SplitConfig)
+    model: str = "smollm2-135m"
+    device: str = "auto"
+    batch_size: int = Field(16, gt=0)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    arms: list[ArmConfig] = Field(default_factory=lambda: [
+        ZeroShotArm(type="zero_shot"), StructuredArm(type="structured"), FewShotArm(type="few_shot")])
+    base_dir: str = Field(".", description="relative data paths resolve against this directory")
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _one_constraint(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
+        from .metrics import METRICS
+        for name in value or []:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Task":
+        if self.type == "extraction" and not self.json_keys:
+            raise ValueError("an extraction task needs json_keys")
+        names = [arm_name(a) for a in self.arms]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"arm names must be unique; repeated: {', '.join(sorted(dupes))}")
+        for arm in self.arms:
+            if arm.decoding == "constrained" and self.type != "classification":
+                raise ValueError(f"arm {arm_name(arm)!r}: constrained decoding needs a classification task")
+        return self
+
+    def metric_names(self) -> list[str]:
+        return self.metrics or DEFAULT_METRICS[self.type]
+
+    def data_path(self) -> Path:
+        path = Path(self.data.path).expanduser()
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+    def resolved(self) -> dict[str, Any]:
+        """The configuration with every default filled in, as stored with results."""
+        out = self.model_dump(mode="json")
+        out["metrics"] = self.metric_names()
+        out["arms"] = [dict(a, name=arm_name(arm)) for a, arm in zip(out["arms"], self.arms)]
+        return out
+
+
+def arm_name(arm: _ArmBase) -> str:
+    return arm.name or arm.type  # type: ignore[attr-defined]
+
+
+def load_task(path: str | Path) -> Task:
+    """Read a task file; errors name the file, the line and the field."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise TaskFileError("task file not found", file=str(path)) from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise TaskFileError("not valid UTF-8 text", file=str(path), line=line) from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise TaskFileError(f"invalid YAML: {problem}", file=str(path), line=line) from None
+    if not isinstance(data, dict):
+        raise TaskFileError("expected a mapping of task fields at the top level", file=str(path), line=1)
+    data.setdefault("base_dir", str(path.parent))
+    return validate_task(data, file=str(path), root=root)
+
+
+def validate_task(data: dict[str, Any], *, file: str = "<task>", root: yaml.Node | None = None) -> Task:
+    try:
+        return Task.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = [str(p) for p in first["loc"]]
+        line = _line_of(root, first["loc"]) if root is not None else None
+        field = ".".join(loc) or None
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif first["type"] == "union_tag_invalid":
+            message = f"unknown arm type {first['input'].get('type')!r}" if isinstance(first["input"], dict) else message
+        raise TaskFileError(message, file=file, line=line, field=field) from None
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """Walk a composed YAML tree along a pydantic error location; return the deepest line found."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                continue  # pydantic adds union tags to loc that the file does not have
+            key, node = match
+            # an unknown key is reported at its own line; a bad value at the value's line
+            line = key.start_mark.line + 1 if node is None else node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+    return line

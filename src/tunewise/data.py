@@ -1,0 +1,324 @@
+"""Loading a task's dataset, checking every row, splitting it, and finding leakage."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .config import Task
+from .errors import DataError, LeakageError, MissingDependencyError, TaskFileError
+
+
+@dataclass(frozen=True)
+class Example:
+    """One row of the task: the rendered input, the target and where it came from."""
+    id: str
+    input: str
+    target: Any
+    line: int
+    fields: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    split: str | None = None
+
+    @property
+    def target_text(self) -> str:
+        if isinstance(self.target, (dict, list)):
+            return json.dumps(self.target, ensure_ascii=False)
+        return str(self.target)
+
+
+@dataclass
+class Splits:
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
+
+
+SPLIT_NAMES = {"train": "train", "training": "train", "dev": "dev", "validation": "dev",
+               "valid": "dev", "val": "dev", "test": "test", "testing": "test"}
+
+
+# ---------------------------------------------------------------- reading rows
+def read_rows(path: Path, fmt: str = "auto") -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line or row number, row) pairs; malformed rows raise DataError."""
+    if not path.exists():
+        raise DataError("data file not found", file=str(path))
+    fmt = _guess_format(path) if fmt == "auto" else fmt
+    readers = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet, "hf": _read_hf}
+    yield from readers[fmt](path)
+
+
+def _guess_format(path: Path) -> str:
+    if path.is_dir():
+        return "hf"
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise DataError(f"cannot tell the format from the suffix {suffix!r}; set data.format", file=str(path))
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            text = _decode(raw, path, number)
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataError(f"malformed JSON: {err.msg} (column {err.colno})",
+                                file=str(path), line=number) from None
+            if not isinstance(row, dict):
+                raise DataError(f"expected a JSON object, got {type(row).__name__}",
+                                file=str(path), line=number)
+            yield number, row
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x})", file=str(path), line=line) from None
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    if not reader.fieldnames:
+        raise DataError("the CSV file has no header row", file=str(path), line=1)
+    start = 2
+    for row in reader:
+        line = start
+        start = reader.line_num + 1
+        if None in row:  # more cells than header columns
+            raise DataError(f"{len(reader.fieldnames) + len(row[None])} cells but the header has "
+                            f"{len(reader.fieldnames)} columns", file=str(path), line=line)
+        missing = [k for k, v in row.items() if v is None]
+        if missing:
+            raise DataError(f"row has too few cells (no value for {missing[0]!r})",
+                            file=str(path), line=line, field=missing[0])
+        if any(v != "" for v in row.values()):
+            yield line, row
+
+
+def _decode(raw: bytes, path: Path, line: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
+                        file=str(path), line=line) from None
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingDependencyError("reading Parquet needs pyarrow: pip install 'tunewise[data]'") from None
+    table = pq.read_table(path)
+    for number, row in enumerate(table.to_pylist(), start=1):
+        yield number, row
+
+
+def _read_hf(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDependencyError("reading a datasets directory needs datasets: "
+                                     "pip install 'tunewise[data]'") from None
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        number = 0
+        for split_name, part in loaded.items():
+            for row in part:
+                number += 1
+                yield number, dict(row, __split__=split_name)
+    else:
+        for number, row in enumerate(loaded, start=1):
+            yield number, row
+
+
+# ---------------------------------------------------------------- checking rows
+def load_examples(task: Task) -> list[Example]:
+    """Read and check every row; nothing is dropped silently."""
+    path = task.data_path()
+    examples = []
+    for line, row in read_rows(path, task.data.format):
+        examples.append(_example(task, path, line, row))
+    if not examples:
+        raise DataError("the dataset has no rows", file=str(path))
+    return examples
+
+
+def _example(task: Task, path: Path, line: int, row: dict[str, Any]) -> Example:
+    where = {"file": str(path), "line": line}
+    values = {}
+    for name in task.data.input_fields():
+        values[name] = _text_field(row, name, where)
+    template = task.data.input
+    text = values[template] if template in values else template.format(**values)
+    target = _target(task, row, where)
+    split = None
+    column = task.data.split_column or ("__split__" if "__split__" in row else None)
+    if column:
+        split = _split_value(row, column, where)
+    return Example(id=f"{line}", input=text, target=target, line=line, fields=values, split=split)
+
+
+def _text_field(row: dict[str, Any], name: str, where: dict) -> str:
+    if name not in row:
+        raise DataError("missing field", field=name, **where)
+    value = row[name]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError("empty value", field=name, **where)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _target(task: Task, row: dict[str, Any], where: dict) -> Any:
+    name = task.data.target
+    if task.type != "extraction":
+        value = _text_field(row, name, where).strip()
+        if task.type == "classification" and task.labels and value not in task.labels:
+            raise DataError(f"label {value!r} is not in the label set {task.labels}", field=name, **where)
+        return value
+    if name not in row or row[name] in (None, ""):
+        raise DataError("missing field", field=name, **where)
+    value = row[name]
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError("target is not valid JSON", field=name, **where) from None
+    if not isinstance(value, dict):
+        raise DataError("target must be a JSON object", field=name, **where)
+    missing = [k for k in task.json_keys or [] if k not in value]
+    if missing:
+        raise DataError(f"target lacks key {missing[0]!r}", field=name, **where)
+    return value
+
+
+def _split_value(row: dict[str, Any], column: str, where: dict) -> str:
+    value = str(row.get(column, "")).strip().lower()
+    if value not in SPLIT_NAMES:
+        raise DataError(f"split value {value!r} is not one of train, dev, validation, test",
+                        field=column, **where)
+    return SPLIT_NAMES[value]
+
+
+def label_set(task: Task, examples: list[Example]) -> list[str]:
+    """The task's labels, or those seen in the data, sorted."""
+    if task.labels:
+        return list(task.labels)
+    return sorted({str(e.target) for e in examples})
+
+
+# ---------------------------------------------------------------- splitting
+def make_splits(task: Task, examples: list[Example], *, task_file: str = "<task>") -> Splits:
+    cfg = task.splits
+    rng = random.Random(cfg.seed)
+    if any(e.split for e in examples):
+        parts = {name: [e for e in examples if e.split == name] for name in ("train", "dev", "test")}
+        for part in parts.values():
+            rng.shuffle(part)
+    else:
+        parts = _split_by_fraction(task, examples, rng)
+    key = _stratum if task.type == "classification" and cfg.stratify else None
+    for name in parts:
+        cap = getattr(cfg, f"max_{name}")
+        if cap is not None and len(parts[name]) > cap:
+            parts[name] = _take(parts[name], cap, key, rng)
+    splits = Splits(**parts)
+    if not splits.test:
+        raise TaskFileError(f"the test split is empty ({len(examples)} rows; fractions {cfg.train:g}/"
+                            f"{cfg.dev:g}/{cfg.test:g})", file=task_file, field="splits.test")
+    return splits
+
+
+def _stratum(example: Example) -> str:
+    return str(example.target)
+
+
+def _split_by_fraction(task: Task, examples: list[Example], rng: random.Random) -> dict[str, list[Example]]:
+    cfg = task.splits
+    groups: dict[str, list[Example]] = defaultdict(list)
+    stratify = task.type == "classification" and cfg.stratify
+    for e in examples:
+        groups[_stratum(e) if stratify else ""].append(e)
+    parts: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    for name in sorted(groups):
+        group = groups[name]
+        rng.shuffle(group)
+        n_test = round(len(group) * cfg.test)
+        n_dev = round(len(group) * cfg.dev)
+        n_train = min(round(len(group) * cfg.train), len(group) - n_test - n_dev)
+        parts["test"] += group[:n_test]
+        parts["dev"] += group[n_test:n_test + n_dev]
+        parts["train"] += group[n_test + n_dev:n_test + n_dev + n_train]
+    for part in parts.values():
+        rng.shuffle(part)
+    return parts
+
+
+def _take(items: list[Example], n: int, key, rng: random.Random) -> list[Example]:
+    """The first n items, keeping each stratum's share when a key is given."""
+    if key is None:
+        return items[:n]
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for e in items:
+        groups[key(e)].append(e)
+    quotas = {k: int(n * len(g) / len(items)) for k, g in groups.items()}
+    leftover = n - sum(quotas.values())
+    for k in sorted(groups, key=lambda k: -(n * len(groups[k]) / len(items) - quotas[k]))[:leftover]:
+        quotas[k] += 1
+    chosen = {id(e) for k, g in groups.items() for e in g[:quotas[k]]}
+    return [e for e in items if id(e) in chosen]
+
+
+# ---------------------------------------------------------------- leakage
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text.casefold()).strip()
+
+
+@dataclass
+class Leakage:
+    count: int
+    examples: list[str]
+
+    def message(self) -> str:
+        shown = ", ".join(repr(x) for x in self.examples[:5])
+        return f"{self.count} test input(s) also appear in train/dev (leakage), e.g. {shown}"
+
+
+def find_leakage(splits: Splits) -> Leakage:
+    seen = {normalize(e.input) for e in splits.train + splits.dev}
+    leaked = [e.input for e in splits.test if normalize(e.input) in seen]
+    return Leakage(count=len(leaked), examples=leaked[:10])
+
+
+def check_leakage(splits: Splits, *, strict: bool, file: str) -> Leakage:
+    leak = find_leakage(splits)
+    if leak.count and strict:
+        raise LeakageError(leak.message(), file=file, field="splits")
+    return leak
+
+
+def fingerprint(examples: list[Example]) -> str:
+    """A short hash of the data, stored with every run."""
+    digest = hashlib.sha256()
+    for e in examples:
+        digest.update(f"{e.id}\x1f{e.input}\x1f{e.target_text}\x1e".encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,56 @@
+"""The bundled example: word sentiment from vaderSentiment's human-rated lexicon."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from .config import Task, load_task
+from .errors import MissingDependencyError
+from .models import package_dir
+
+LEXICON_INSTALL = "pip install --no-deps vaderSentiment==3.3.2"
+WORD = re.compile(r"[a-z][a-z'\-]*[a-z]")
+
+
+def lexicon_path() -> Path:
+    directory = package_dir("vaderSentiment")  # found, not imported: it would import requests
+    path = directory / "vader_lexicon.txt" if directory else None
+    if path is None or not path.exists():
+        raise MissingDependencyError(f"the demo's word list comes from vaderSentiment; install it with: "
+                                     f"{LEXICON_INSTALL}")
+    return path
+
+
+def word_rows(min_abs: float = 1.0) -> list[dict]:
+    """Words (not emoticons) whose mean rating is at least min_abs from neutral."""
+    rows = []
+    for line in lexicon_path().read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) < 2 or not WORD.fullmatch(parts[0]):
+            continue
+        mean = float(parts[1])
+        if abs(mean) >= min_abs:
+            rows.append({"word": parts[0], "label": "positive" if mean > 0 else "negative", "rating": mean})
+    return rows
+
+
+def write_demo(directory: str | Path) -> Path:
+    """Write the task file and its data into a directory; return the task file."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "word_sentiment.jsonl").open("w", encoding="utf-8") as out:
+        for row in word_rows():
+            out.write(json.dumps(row) + "\n")
+    task_file = directory / "word_sentiment.yaml"
+    with resources.as_file(resources.files("tunewise") / "examples" / "word_sentiment.yaml") as src:
+        shutil.copyfile(src, task_file)
+    return task_file
+
+
+def demo_task(directory: str | Path) -> tuple[Task, Path]:
+    task_file = write_demo(directory)
+    return load_task(task_file), task_file

@@ -1,0 +1,38 @@
+"""Errors a user can fix: each renders as one line naming file, line and field."""
+
+from __future__ import annotations
+
+
+class TunewiseError(Exception):
+    """A problem with the user's input, reported without a traceback."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class DataError(TunewiseError):
+    """A row of the dataset is unusable."""
+
+
+class TaskFileError(TunewiseError):
+    """The task file is not valid."""
+
+
+class LeakageError(TunewiseError):
+    """The same input appears in the test split and a split used for preparation."""
+
+
+class MissingDependencyError(TunewiseError):
+    """An optional package is needed; the message says how to install it."""

@@ -1,0 +1,48 @@
+"""Scoring an arm's predictions: per-item scores and a summary with 95% bootstrap intervals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .arms.base import Prediction
+from .metrics import bootstrap_interval, get_metric
+
+
+def item_scores(prediction: Prediction, metric_names: list[str]) -> dict[str, float]:
+    return {name: get_metric(name).item(prediction.parsed, prediction.example.target) for name in metric_names}
+
+
+def summarize(rows: list[dict[str, Any]], metric_names: list[str], seed: int = 0) -> dict[str, Any]:
+    """Rows are stored predictions (dicts with parsed, target, latency and tokens)."""
+    preds = [r["parsed"] for r in rows]
+    targets = [r["target"] for r in rows]
+    metrics = {}
+    for name in metric_names:
+        metric = get_metric(name)
+        low, high = bootstrap_interval(metric, preds, targets, seed=seed)
+        metrics[name] = {"value": metric.aggregate(preds, targets), "low": low, "high": high,
+                         "higher_is_better": metric.higher_is_better}
+    latencies = np.array([r["latency_s"] for r in rows], dtype=float)
+    busy = float(latencies.sum())
+    return {
+        "n": len(rows),
+        "metrics": metrics,
+        "format_ok": float(np.mean([p is not None for p in preds])) if rows else float("nan"),
+        "examples_per_s": len(rows) / busy if busy > 0 else float("nan"),
+        "latency_p50_s": float(np.percentile(latencies, 50)) if rows else float("nan"),
+        "latency_p95_s": float(np.percentile(latencies, 95)) if rows else float("nan"),
+        "mean_input_tokens": float(np.mean([r["input_tokens"] for r in rows])) if rows else 0.0,
+        "mean_output_tokens": float(np.mean([r["output_tokens"] for r in rows])) if rows else 0.0,
+        "cached": int(sum(r["cached"] for r in rows)),
+    }
+
+
+def prediction_rows(predictions: list[Prediction], metric_names: list[str]) -> list[dict[str, Any]]:
+    return [{
+        "example_id": p.example.id, "position": i, "input": p.example.input, "target": p.example.target,
+        "messages": p.messages, "raw": p.raw, "parsed": p.parsed, "scores": item_scores(p, metric_names),
+        "extra": p.extra, "latency_s": p.latency_s, "input_tokens": p.input_tokens,
+        "output_tokens": p.output_tokens, "cached": p.cached,
+    } for i, p in enumerate(predictions)]

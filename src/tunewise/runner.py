@@ -1,0 +1,142 @@
+"""One run: load and split the data, prepare and evaluate every arm, store everything, write reports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .arms import build_arm
+from .backends import Backend, make_backend
+from .backends.cached import CachedBackend
+from .config import Task, arm_name
+from .data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
+from .evaluate import prediction_rows, summarize
+from .report import write_reports
+from .store import Store
+
+DEFAULT_HOME = Path(".tunewise")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    store_path: Path
+    report_paths: dict[str, Path]
+    summaries: dict[str, dict] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Bars:
+    """Progress bars on stderr (rich), or nothing."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.progress = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            self.progress = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=Console(stderr=True))
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.__exit__(*exc)
+
+    def callback(self, description: str, total: int) -> Callable[[int], None] | None:
+        if not self.progress:
+            return None
+        bar = self.progress.add_task(description, total=total)
+        return lambda n: self.progress.advance(bar, n)
+
+
+def config_hash(task: Task) -> str:
+    config = task.resolved()
+    config.pop("base_dir", None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run(task: Task, *, home: str | Path = DEFAULT_HOME, strict: bool = False, progress: bool = True,
+        backend_factory: Callable[[str], Backend] | None = None, task_file: str = "<task>",
+        log: Callable[[str], None] | None = None) -> RunResult:
+    """Run every arm of the task on its test split; resume an unfinished identical run."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    home = Path(home)
+    store = Store(home / "tunewise.db")
+    try:
+        return _run(task, store, home, strict, progress, backend_factory, task_file, log)
+    finally:
+        store.close()
+
+
+def _run(task, store, home, strict, progress, backend_factory, task_file, log) -> RunResult:
+    examples = load_examples(task)
+    labels = label_set(task, examples) if task.type == "classification" else []
+    splits = make_splits(task, examples, task_file=task_file)
+    leak = check_leakage(splits, strict=strict, file=task_file)
+    warnings = [f"warning: {leak.message()}"] if leak.count else []
+    for w in warnings:
+        log(w)
+    run_id, resumed = _open_run(store, task, examples, splits, labels, leak, task_file)
+    log(f"{'resuming' if resumed else 'run'} {run_id}: train {len(splits.train)}, dev {len(splits.dev)}, "
+        f"test {len(splits.test)}")
+    make = backend_factory or (lambda model: make_backend(model, device=task.device, batch_size=task.batch_size))
+    backends: dict[str, CachedBackend] = {}
+    summaries = {}
+    with _Bars(progress) as bars:
+        for position, config in enumerate(task.arms):
+            name = arm_name(config)
+            if store.arm_status(run_id, name) == "done":
+                summaries[name] = _stored_summary(store, run_id, name)
+                continue
+            arm = build_arm(config, task, labels)
+            arm.prepare(splits)
+            store.start_arm(run_id, name, position, task.resolved()["arms"][position], arm.prompt_template())
+            if arm.model not in backends:
+                backends[arm.model] = CachedBackend(make(arm.model), store)
+            start = time.perf_counter()
+            predictions = arm.predict(splits.test, backends[arm.model],
+                                      bars.callback(name, len(splits.test)))
+            rows = prediction_rows(predictions, task.metric_names())
+            store.save_predictions(run_id, name, rows)
+            summaries[name] = summarize(rows, task.metric_names(), seed=task.splits.seed)
+            store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
+    store.finish_run(run_id)
+    paths = write_reports(store, run_id, home / "runs" / run_id)
+    return RunResult(run_id, store.path, paths, summaries, warnings)
+
+
+def _open_run(store: Store, task: Task, examples, splits: Splits, labels, leak, task_file) -> tuple[str, bool]:
+    chash, fprint = config_hash(task), fingerprint(examples)
+    existing = store.unfinished_run(chash, fprint)
+    if existing:
+        return existing, True
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    info = {"task_file": task_file, "splits": splits.sizes(), "labels": labels,
+            "leakage": {"count": leak.count, "examples": leak.examples}, "versions": _versions()}
+    store.create_run(run_id, task.name, task.resolved(), chash, fprint, info)
+    return run_id, False
+
+
+def _stored_summary(store: Store, run_id: str, name: str) -> dict:
+    return next(a["summary"] for a in store.arms(run_id) if a["name"] == name)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": sys.version.split()[0]}
+    for package in ("tunewise", "torch", "transformers"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,98 @@
+"""The local backend on a tiny random Llama: the real transformers code path, offline and fast."""
+
+import math
+
+import pytest
+import torch
+
+from tunewise.backends.base import GenParams, GenRequest, ScoreRequest, request_key
+from tunewise.backends.local import LocalBackend, _common_prefix_len
+
+SYSTEM = {"role": "system", "content": "Classify the sentiment of the word."}
+
+
+def msgs(word, shots=()):
+    out = [SYSTEM]
+    for w, label in shots:
+        out += [{"role": "user", "content": f"Word: {w}"}, {"role": "assistant", "content": label}]
+    return out + [{"role": "user", "content": f"Word: {word}"}]
+
+
+def naive_logprob(backend, messages, choice):
+    """Sum of log p(choice tokens | prompt) from one plain forward pass over the whole sequence."""
+    prompt, cont = backend.encode(messages), backend.choice_ids(choice)
+    ids = torch.tensor([prompt + cont])
+    with torch.no_grad():
+        logits = backend.model(input_ids=ids).logits[0].float().log_softmax(-1)
+    return sum(logits[len(prompt) + t - 1, tok].item() for t, tok in enumerate(cont))
+
+
+def test_generation_is_batch_invariant(tiny_backend):
+    words = ["happy", "sad", "a much longer input than the others", "joy", "brown fox"]
+    params = GenParams(max_tokens=6)
+    batched = tiny_backend.generate([GenRequest(msgs(w), params) for w in words])
+    single = [tiny_backend.generate([GenRequest(msgs(w), params)])[0] for w in words]
+    assert [g.text for g in batched] == [g.text for g in single]
+    for g, w in zip(batched, words):
+        assert g.input_tokens == len(tiny_backend.encode(msgs(w)))
+        assert 1 <= g.output_tokens <= 6 and g.latency_s > 0
+
+
+def test_generation_honours_stop_strings(tiny_backend):
+    full = tiny_backend.generate([GenRequest(msgs("happy"), GenParams(max_tokens=8))])[0].text
+    assert full, "the random model should say something"
+    stop = full.strip()[1:3]
+    cut = tiny_backend.generate([GenRequest(msgs("happy"), GenParams(max_tokens=8, stop=(stop,)))])[0].text
+    assert stop not in cut and full.startswith(cut)
+
+
+@pytest.mark.parametrize("choices", [("positive", "negative"), ("very good indeed", "bad", "so-so")])
+@pytest.mark.parametrize("shots", [(), (("joy", "positive"), ("awful", "negative"))])
+def test_choice_scores_match_a_plain_forward_pass(tiny_backend, choices, shots):
+    words = ["happy", "sad", "the lazy dog", "fox"]
+    requests = [ScoreRequest(msgs(w, shots), choices) for w in words]
+    plain = LocalBackend(tiny_backend.model_name, model_obj=tiny_backend.model, tokenizer=tiny_backend.tokenizer,
+                         prefix_cache=False, batch_size=3)
+    fast, slow = tiny_backend.score_choices(requests), plain.score_choices(requests)
+    for req, f, s in zip(requests, fast, slow):
+        expected = [naive_logprob(tiny_backend, req.messages, c) for c in choices]
+        assert f.logprobs == pytest.approx(expected, abs=1e-4)
+        assert s.logprobs == pytest.approx(expected, abs=1e-4)
+        assert f.best() == s.best()
+        assert f.input_tokens == len(tiny_backend.encode(req.messages))
+
+
+def test_progress_reports_every_item_once(tiny_backend):
+    seen = []
+    requests = [ScoreRequest(msgs(w), ("positive", "negative", "so so")) for w in ["a", "bb", "ccc", "dddd", "e"]]
+    tiny_backend.score_choices(requests, progress=seen.append)
+    assert sum(seen) == 5
+    seen.clear()
+    tiny_backend.generate([GenRequest(msgs(w), GenParams(max_tokens=2)) for w in "abcdef"], progress=seen.append)
+    assert sum(seen) == 6
+
+
+def test_common_prefix_leaves_each_sequence_a_token():
+    assert _common_prefix_len([[1, 2, 3], [1, 2, 3]]) == 2
+    assert _common_prefix_len([[1, 2, 3], [1, 5]]) == 1
+    assert _common_prefix_len([[1, 2]]) == 0
+
+
+def test_sampling_differs_by_sample_index_and_repeats_exactly(tiny_backend):
+    params = GenParams(max_tokens=8, temperature=1.5, seed=7)
+    a0 = tiny_backend.generate([GenRequest(msgs("happy"), params, sample=0)])[0].text
+    again = tiny_backend.generate([GenRequest(msgs("happy"), params, sample=0)])[0].text
+    others = {tiny_backend.generate([GenRequest(msgs("happy"), params, sample=i)])[0].text for i in range(1, 5)}
+    assert a0 == again
+    assert others - {a0}
+
+
+def test_cache_key_covers_model_prompt_params_and_sample():
+    base = GenRequest(msgs("x"), GenParams())
+    keys = {request_key("m", base), request_key("m2", base), request_key("m", GenRequest(msgs("y"), GenParams())),
+            request_key("m", GenRequest(msgs("x"), GenParams(max_tokens=5))),
+            request_key("m", GenRequest(msgs("x"), GenParams(), sample=1)),
+            request_key("m", ScoreRequest(msgs("x"), ("a", "b")))}
+    assert len(keys) == 6
+    assert request_key("m", base) == request_key("m", GenRequest(msgs("x"), GenParams()))
+    assert not math.isnan(len(keys))

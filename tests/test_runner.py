@@ -1,0 +1,100 @@
+import json
+import sqlite3
+
+import pytest
+
+import tunewise
+from tunewise.backends import FakeBackend
+from tunewise.store import SCHEMA_VERSION, Store
+
+from conftest import oracle
+
+
+def fake_factory(backend):
+    return lambda model: backend
+
+
+def test_run_stores_everything_and_writes_reports(task_file, tmp_path):
+    task = tunewise.load_task(task_file)
+    backend = FakeBackend(oracle)
+    result = tunewise.run(task, home=tmp_path / "home", progress=False, backend_factory=fake_factory(backend))
+    assert set(result.summaries) == {"zero_shot", "structured", "few_shot"}
+    for summary in result.summaries.values():
+        assert summary["metrics"]["accuracy"]["value"] == 1.0  # the oracle knows every word
+        assert summary["n"] == 6
+    store = Store(result.store_path)
+    run = store.get_run(result.run_id)
+    assert run["status"] == "done" and run["config"]["arms"][2]["k"] == 2
+    assert run["info"]["splits"] == {"train": 10, "dev": 4, "test": 6}
+    rows = store.predictions(result.run_id, "few_shot")
+    assert len(rows) == 6 and len(rows[0]["messages"]) == 2 + 2 * 2  # system, 2 shots, input
+    assert {r["scores"]["accuracy"] for r in rows} == {1.0}
+    structured = store.predictions(result.run_id, "structured")
+    assert structured[0]["extra"]["logprobs"].keys() == {"negative", "positive"}
+    report = json.loads(result.report_paths["json"].read_text())
+    assert [a["name"] for a in report["arms"]] == ["zero_shot", "structured", "few_shot"]
+    markdown = result.report_paths["markdown"].read_text()
+    assert "| zero_shot | zero_shot |" in markdown and "Output format:" in markdown
+
+
+def test_rerun_answers_from_the_cache(task_file, tmp_path):
+    task = tunewise.load_task(task_file)
+    backend = FakeBackend(oracle)
+    first = tunewise.run(task, home=tmp_path, progress=False, backend_factory=fake_factory(backend))
+    calls = backend.calls
+    second = tunewise.run(task, home=tmp_path, progress=False, backend_factory=fake_factory(backend))
+    assert backend.calls == calls and first.run_id != second.run_id
+    assert all(s["cached"] == 6 for s in second.summaries.values())
+    strip = lambda s: {k: v for k, v in s.items() if k != "cached"}  # noqa: E731
+    assert {k: strip(v) for k, v in first.summaries.items()} == {k: strip(v) for k, v in second.summaries.items()}
+
+
+def test_interrupted_run_resumes_without_redoing_work(task_file, tmp_path, monkeypatch):
+    monkeypatch.setattr("tunewise.backends.cached.CHUNK", 2)
+    task = tunewise.load_task(task_file)
+    reference = tunewise.run(task, home=tmp_path / "ref", progress=False,
+                             backend_factory=fake_factory(FakeBackend(oracle)))
+
+    class Flaky(FakeBackend):
+        def __init__(self, fail_at):
+            super().__init__(oracle)
+            self.fail_at = fail_at
+
+        def _answer(self, messages, salt=""):
+            if self.calls == self.fail_at:
+                raise KeyboardInterrupt
+            return super()._answer(messages, salt)
+
+    first = Flaky(fail_at=9)  # arm 1 is done (6 calls), arm 2 has saved one chunk of 2 when it stops
+    with pytest.raises(KeyboardInterrupt):
+        tunewise.run(task, home=tmp_path / "w", progress=False, backend_factory=fake_factory(first))
+    second = FakeBackend(oracle)
+    resumed = tunewise.run(task, home=tmp_path / "w", progress=False, backend_factory=fake_factory(second))
+    assert second.calls == 18 - 8  # the 8 finished requests are not sent again
+    assert len(Store(tmp_path / "w" / "tunewise.db").list_runs()) == 1  # the same run, resumed
+    for name, summary in resumed.summaries.items():
+        assert summary["metrics"] == reference.summaries[name]["metrics"]
+
+
+def test_store_has_a_versioned_schema(tmp_path):
+    store = Store(tmp_path / "s.db")
+    assert store.version() == SCHEMA_VERSION
+    store.close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(RuntimeError, match="upgrade tunewise"):
+        Store(tmp_path / "s.db")
+
+
+def test_few_shot_similar_picks_the_nearest_examples(task_file, tmp_path):
+    from tunewise.arms import build_arm
+    from tunewise.data import load_examples, make_splits
+    task = tunewise.load_task(task_file)
+    config = task.arms[2].model_copy(update={"selection": "similar", "k": 1})
+    arm = build_arm(config, task, ["negative", "positive"])
+    splits = make_splits(task, load_examples(task))
+    arm.prepare(splits)
+    probe = splits.train[0].__class__(id="x", input="Word: " + splits.train[3].input[6:] + "s", target="", line=0)
+    assert arm.shots_for(probe) == [splits.train[3]]
