@@ -49,10 +49,11 @@ def test_scored_labels_on_clear_words(smol):
 
 
 def test_small_demo_run_end_to_end(tmp_path, smol):
-    task, task_file = demo_task(tmp_path / "demo")
+    task, task_file = demo_task(tmp_path / "demo", quick=True)
+    assert {a.type for a in task.arms} == {"zero_shot", "structured", "few_shot"} and not task.learning_curve
     task = task.model_copy(update={
         "splits": task.splits.model_copy(update={"max_test": 12}),
-        "arms": [a for a in task.arms if a.name in (None, "zero_shot_scored") and a.type != "structured"]})
+        "arms": [a for a in task.arms if (a.name or a.type) in ("zero_shot", "zero_shot_scored", "few_shot")]})
     result = tunewise.run(task, home=tmp_path / "home", progress=False, backend_factory=lambda m: smol)
     assert set(result.summaries) == {"zero_shot", "zero_shot_scored", "few_shot"}
     for summary in result.summaries.values():

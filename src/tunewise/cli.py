@@ -52,17 +52,18 @@ def run_command(task_file: Path, strict: bool, no_progress: bool, home: str) -> 
 
 @main.command("demo")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--quick", is_flag=True, help="Prompting arms only: no fine-tuning, no learning curve.")
 @click.option("--write-task", type=click.Path(file_okay=False, path_type=Path),
               help="Only write the demo's task file and data here, to edit and run yourself.")
 @HOME_OPTION
 @friendly
-def demo_command(no_progress: bool, write_task: Path | None, home: str) -> None:
+def demo_command(no_progress: bool, quick: bool, write_task: Path | None, home: str) -> None:
     """Run the bundled word-sentiment example on the embedded model."""
     from .demo import demo_task, write_demo
     if write_task:
         click.echo(f"wrote {write_demo(write_task)}")
         return
-    task, task_file = demo_task(Path(home) / "demo")
+    task, task_file = demo_task(Path(home) / "demo", quick=quick)
     _run_and_show(task, str(task_file), home, False, not no_progress)
 
 

@@ -96,7 +96,59 @@ class FewShotArm(_ArmBase):
     levers: Levers = Field(default_factory=Levers)
 
 
-ArmConfig = Annotated[Union[ZeroShotArm, StructuredArm, FewShotArm], Field(discriminator="type")]
+class TrainSettings(Strict):
+    """Training knobs, named after their TRL/transformers counterparts where one exists."""
+    epochs: int = Field(1, gt=0, description="num_train_epochs")
+    learning_rate: float | None = Field(None, gt=0, description="default 1e-3 for LoRA, 5e-5 for full")
+    batch_size: int = Field(8, gt=0, description="per_device_train_batch_size")
+    grad_accum: int = Field(1, gt=0, description="gradient_accumulation_steps")
+    max_length: int = Field(256, gt=8, description="longer training sequences are cut")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    patience: int = Field(1, ge=0, description="epochs without dev improvement before stopping")
+    eval_max: int = Field(200, gt=0, description="dev items scored after each epoch")
+    checkpoint_every_s: float = Field(60.0, gt=0, description="how often an interrupted run can resume from")
+    train_size: int | None = Field(None, gt=0, description="use only this many train examples (stratified)")
+    min_passes: int = Field(0, ge=0, description="repeat epochs until this many examples were seen")
+    max_epochs: int = Field(10, gt=0, description="cap on epochs added by min_passes")
+    seed: int | None = Field(None, description="defaults to the split seed")
+
+
+class FineTuneArm(_ArmBase):
+    type: Literal["lora", "full"]
+    prompt: str = Field("bare", description="bare (the input alone) or a prompt arm's name, "
+                                            "used in training and at inference")
+    r: int = Field(8, gt=0, description="LoRA rank")
+    alpha: int = Field(16, gt=0, description="LoRA alpha")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] | None = Field(None, description="LoRA targets; default: the attention projections")
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    merge: bool = Field(False, description="also save the LoRA weights merged into a full model")
+
+
+class HybridArm(_ArmBase):
+    """A fine-tuned arm's model asked with a prompt arm's prompt."""
+    type: Literal["hybrid"]
+    tuned: str = Field(description="name of a lora or full arm")
+    prompt: str = Field(description="name of a prompt arm (zero_shot, structured, few_shot)")
+
+
+ArmConfig = Annotated[Union[ZeroShotArm, StructuredArm, FewShotArm, FineTuneArm, HybridArm],
+                      Field(discriminator="type")]
+
+
+class LearningCurve(Strict):
+    """Quality against the amount of task data, for fine-tuning and for few-shot prompting."""
+    arm: str | None = Field(None, description="the fine-tune arm; default the first one")
+    sizes: list[Union[int, Literal["all"]]] = Field(default_factory=lambda: [16, 64, 256, "all"])
+    few_shot_arm: str | None = Field(None, description="the few-shot arm; default the first one")
+    ks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    min_passes: int = Field(256, ge=0, description="small train sizes repeat epochs up to this many examples")
+
+
+class Target(Strict):
+    metric: str = "accuracy"
+    value: float
 
 
 class Task(Strict):
@@ -118,6 +170,8 @@ class Task(Strict):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     arms: list[ArmConfig] = Field(default_factory=lambda: [
         ZeroShotArm(type="zero_shot"), StructuredArm(type="structured"), FewShotArm(type="few_shot")])
+    learning_curve: LearningCurve | None = None
+    target: Target | None = Field(None, description="the quality the user needs, e.g. accuracy 0.9")
     base_dir: str = Field(".", description="relative data paths resolve against this directory")
 
     @field_validator("constraints", mode="before")
@@ -145,7 +199,28 @@ class Task(Strict):
         for arm in self.arms:
             if arm.decoding == "constrained" and self.type != "classification":
                 raise ValueError(f"arm {arm_name(arm)!r}: constrained decoding needs a classification task")
+        self._check_references()
         return self
+
+    def _check_references(self) -> None:
+        kinds = {arm_name(a): a.type for a in self.arms}
+        prompt_types = ("zero_shot", "structured", "few_shot")
+        for arm in self.arms:
+            if isinstance(arm, FineTuneArm) and arm.prompt != "bare" and kinds.get(arm.prompt) not in prompt_types:
+                raise ValueError(f"arm {arm_name(arm)!r}: prompt {arm.prompt!r} is neither 'bare' nor a prompt arm")
+            if isinstance(arm, HybridArm):
+                if kinds.get(arm.tuned) not in ("lora", "full"):
+                    raise ValueError(f"arm {arm_name(arm)!r}: tuned {arm.tuned!r} is not a lora or full arm")
+                if kinds.get(arm.prompt) not in prompt_types:
+                    raise ValueError(f"arm {arm_name(arm)!r}: prompt {arm.prompt!r} is not a prompt arm")
+        curve = self.learning_curve
+        if curve:
+            if curve.arm and kinds.get(curve.arm) not in ("lora", "full"):
+                raise ValueError(f"learning_curve.arm {curve.arm!r} is not a lora or full arm")
+            if curve.few_shot_arm and kinds.get(curve.few_shot_arm) != "few_shot":
+                raise ValueError(f"learning_curve.few_shot_arm {curve.few_shot_arm!r} is not a few_shot arm")
+        if self.target and self.target.metric not in self.metric_names():
+            raise ValueError(f"target metric {self.target.metric!r} is not among the task's metrics")
 
     def metric_names(self) -> list[str]:
         return self.metrics or DEFAULT_METRICS[self.type]

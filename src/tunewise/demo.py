@@ -27,11 +27,12 @@ def lexicon_path() -> Path:
 
 def word_rows(min_abs: float = 1.0) -> list[dict]:
     """Words (not emoticons) whose mean rating is at least min_abs from neutral."""
-    rows = []
+    rows, seen = [], set()
     for line in lexicon_path().read_text(encoding="utf-8").splitlines():
         parts = line.split("\t")
-        if len(parts) < 2 or not WORD.fullmatch(parts[0]):
-            continue
+        if len(parts) < 2 or not WORD.fullmatch(parts[0]) or parts[0] in seen:
+            continue  # the lexicon lists a few words twice: keep the first rating
+        seen.add(parts[0])
         mean = float(parts[1])
         if abs(mean) >= min_abs:
             rows.append({"word": parts[0], "label": "positive" if mean > 0 else "negative", "rating": mean})
@@ -51,6 +52,11 @@ def write_demo(directory: str | Path) -> Path:
     return task_file
 
 
-def demo_task(directory: str | Path) -> tuple[Task, Path]:
+def demo_task(directory: str | Path, quick: bool = False) -> tuple[Task, Path]:
+    """The demo's task; quick keeps the prompting arms only (no training)."""
     task_file = write_demo(directory)
-    return load_task(task_file), task_file
+    task = load_task(task_file)
+    if quick:
+        arms = [a for a in task.arms if a.type in ("zero_shot", "structured", "few_shot")]
+        task = task.model_copy(update={"arms": arms, "learning_curve": None})
+    return task, task_file

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .arms import build_arm
+from .arms import ArmContext, build_arm
 from .backends import Backend, make_backend
 from .backends.cached import CachedBackend
 from .config import Task, arm_name
@@ -42,9 +42,11 @@ class _Bars:
     def __enter__(self):
         if self.enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-            self.progress = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=Console(stderr=True))
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[info]}"), console=Console(stderr=True))
             self.progress.__enter__()
         return self
 
@@ -52,11 +54,14 @@ class _Bars:
         if self.progress:
             self.progress.__exit__(*exc)
 
-    def callback(self, description: str, total: int) -> Callable[[int], None] | None:
+    def callback(self, description: str, total: int) -> Callable[[int, str], None] | None:
         if not self.progress:
             return None
-        bar = self.progress.add_task(description, total=total)
-        return lambda n: self.progress.advance(bar, n)
+        bar = self.progress.add_task(description, total=total, info="")
+
+        def advance(n: int, info: str = "") -> None:
+            self.progress.update(bar, advance=n, **({"info": info} if info else {}))
+        return advance
 
 
 def config_hash(task: Task) -> str:
@@ -90,22 +95,39 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
     log(f"{'resuming' if resumed else 'run'} {run_id}: train {len(splits.train)}, dev {len(splits.dev)}, "
         f"test {len(splits.test)}")
     make = backend_factory or (lambda model: make_backend(model, device=task.device, batch_size=task.batch_size))
-    backends: dict[str, CachedBackend] = {}
+    plan = arm_plan(task)
+    configs = {arm_name(c): c for c, _ in plan}
+    base: dict[str, Backend] = {}
+    cached: dict[str, CachedBackend] = {}
+    arms: dict = {}
     summaries = {}
     with _Bars(progress) as bars:
-        for position, config in enumerate(task.arms):
+        def base_backend(model: str) -> Backend:
+            if model not in base:
+                base[model] = make(model)
+            return base[model]
+
+        def prepared(name: str):
+            if name not in arms:
+                arm = build_arm(configs[name], task, labels, configs)
+                arm.prepare(splits, ctx)
+                arms[name] = arm
+            return arms[name]
+
+        ctx = ArmContext(home=home, base_backend=base_backend, progress=bars.callback, prepared=prepared)
+        for position, (config, curve) in enumerate(plan):
             name = arm_name(config)
             if store.arm_status(run_id, name) == "done":
                 summaries[name] = _stored_summary(store, run_id, name)
                 continue
-            arm = build_arm(config, task, labels)
-            arm.prepare(splits)
-            store.start_arm(run_id, name, position, task.resolved()["arms"][position], arm.prompt_template())
-            if arm.model not in backends:
-                backends[arm.model] = CachedBackend(make(arm.model), store)
+            arm = prepared(name)
+            store.start_arm(run_id, name, position, _arm_config(config), arm.prompt_template(),
+                            arm.training, curve)
+            backend = arm.backend or base_backend(arm.model)
+            if backend.model_key not in cached:
+                cached[backend.model_key] = CachedBackend(backend, store)
             start = time.perf_counter()
-            predictions = arm.predict(splits.test, backends[arm.model],
-                                      bars.callback(name, len(splits.test)))
+            predictions = arm.predict(splits.test, cached[backend.model_key], bars.callback(name, len(splits.test)))
             rows = prediction_rows(predictions, task.metric_names())
             store.save_predictions(run_id, name, rows)
             summaries[name] = summarize(rows, task.metric_names(), seed=task.splits.seed)
@@ -113,6 +135,41 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
     store.finish_run(run_id)
     paths = write_reports(store, run_id, home / "runs" / run_id)
     return RunResult(run_id, store.path, paths, summaries, warnings)
+
+
+def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
+    """The task's arms, then the learning curve's extra points: (config, curve point or None)."""
+    plan: list[tuple[object, dict | None]] = [(a, None) for a in task.arms]
+    curve = task.learning_curve
+    if curve is None:
+        return plan
+    tuned = _find(task, curve.arm, ("lora", "full"))
+    if tuned is not None:
+        name = arm_name(tuned)
+        for size in curve.sizes:
+            if size == "all":
+                continue  # the arm itself is the curve's last point
+            train = tuned.train.model_copy(update={"train_size": size, "min_passes": curve.min_passes})
+            plan.append((tuned.model_copy(update={"name": f"{name}@{size}", "train": train}),
+                         {"of": name, "size": size}))
+    few = _find(task, curve.few_shot_arm, ("few_shot",))
+    if few is not None:
+        name = arm_name(few)
+        for k in curve.ks:
+            if k != few.k:
+                plan.append((few.model_copy(update={"name": f"{name}@k{k}", "k": k}), {"of": name, "k": k}))
+    return plan
+
+
+def _find(task: Task, name: str | None, types: tuple[str, ...]):
+    for arm in task.arms:
+        if arm.type in types and (name is None or arm_name(arm) == name):
+            return arm
+    return None
+
+
+def _arm_config(config) -> dict:
+    return dict(config.model_dump(mode="json"), name=arm_name(config))
 
 
 def _open_run(store: Store, task: Task, examples, splits: Splits, labels, leak, task_file) -> tuple[str, bool]:

@@ -60,6 +60,11 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 2: fine-tuning records what it trained (losses, dev metric per epoch, time, tokens, FLOPs)
+    """
+    ALTER TABLE arms ADD COLUMN training_json TEXT;
+    ALTER TABLE arms ADD COLUMN curve_json TEXT;  -- learning-curve point: {"of": arm, "size" or "k": n}
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -129,13 +134,15 @@ class Store:
             "SELECT id, task_name, created_at, status FROM runs ORDER BY created_at DESC")]
 
     # -- arms ---------------------------------------------------------------
-    def start_arm(self, run_id: str, name: str, position: int, config: dict, prompt: Any) -> None:
+    def start_arm(self, run_id: str, name: str, position: int, config: dict, prompt: Any,
+                  training: dict | None = None, curve: dict | None = None) -> None:
         with self.db:
             self.db.execute(
-                "INSERT INTO arms (run_id, name, position, config_json, prompt_json, status) "
-                "VALUES (?, ?, ?, ?, ?, 'running') ON CONFLICT (run_id, name) DO UPDATE SET "
-                "prompt_json = excluded.prompt_json",
-                (run_id, name, position, json.dumps(config), json.dumps(prompt)))
+                "INSERT INTO arms (run_id, name, position, config_json, prompt_json, status, training_json, "
+                "curve_json) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET "
+                "prompt_json = excluded.prompt_json, training_json = excluded.training_json",
+                (run_id, name, position, json.dumps(config), json.dumps(prompt), json.dumps(training),
+                 json.dumps(curve)))
 
     def finish_arm(self, run_id: str, name: str, summary: dict, wall_s: float) -> None:
         with self.db:
@@ -153,6 +160,8 @@ class Store:
             arm["config"] = json.loads(arm.pop("config_json"))
             arm["prompt"] = json.loads(arm.pop("prompt_json") or "null")
             arm["summary"] = json.loads(arm.pop("summary_json") or "null")
+            arm["training"] = json.loads(arm.pop("training_json") or "null")
+            arm["curve"] = json.loads(arm.pop("curve_json") or "null")
             out.append(arm)
         return out
 

@@ -16,14 +16,19 @@ from .base import Prediction
 class PromptArm:
     """One class for all prompting strategies: they differ in levers and examples."""
 
-    def __init__(self, config: ZeroShotArm | StructuredArm | FewShotArm, task: Task, labels: list[str]):
+    backend = None   # prompt arms use the runner's backend for their model
+    training = None
+
+    def __init__(self, config: ZeroShotArm | StructuredArm | FewShotArm, task: Task, labels: list[str],
+                 bare: bool = False):
         self.config = config
         self.task = task
         self.labels = labels
         self.name = arm_name(config)
         self.model = config.model or task.model
         self.levers = self._levers()
-        self.system = system_text(task, labels, self.levers)
+        # bare: the input alone, no instruction (what a fine-tuned model is asked by default)
+        self.system = None if bare else system_text(task, labels, self.levers)
         self.pool: list[Example] = []
         self.shots: list[Example] | None = None  # fixed examples (random selection)
 
@@ -38,7 +43,7 @@ class PromptArm:
         return self.config.k if isinstance(self.config, FewShotArm) else 0
 
     # -- preparation --------------------------------------------------------
-    def prepare(self, splits: Splits) -> None:
+    def prepare(self, splits: Splits, ctx=None) -> None:
         if not self.k:
             return
         if not splits.train:

@@ -63,10 +63,23 @@ class LocalBackend:
     def encode(self, messages: list[Message]) -> list[int]:
         return self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
 
+    def end_of_turn_id(self) -> int | None:
+        """The token the chat template puts right after an assistant's answer (e.g. <|im_end|>)."""
+        tok = self.tokenizer
+        if tok.chat_template is None:
+            return tok.eos_token_id
+        messages = [{"role": "user", "content": "x"}]
+        prefix = self.render(messages)
+        full = tok.apply_chat_template(messages + [{"role": "assistant", "content": "ANSWER"}], tokenize=False)
+        tail = full[len(prefix):].split("ANSWER", 1)[-1] if full.startswith(prefix) else ""
+        ids = tok(tail, add_special_tokens=False)["input_ids"] if tail.strip() else []
+        return ids[0] if ids else tok.eos_token_id
+
     def stop_token_ids(self) -> list[int]:
         tok, ids = self.tokenizer, set()
-        if tok.eos_token_id is not None:
-            ids.add(tok.eos_token_id)
+        for token in (tok.eos_token_id, self.end_of_turn_id()):
+            if token is not None:
+                ids.add(token)
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
         return sorted(ids)

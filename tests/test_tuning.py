@@ -1,0 +1,167 @@
+"""Fine-tuning and hybrid arms on the tiny random Llama: recorded, resumable, reloadable."""
+
+import json
+
+import pytest
+import torch
+
+import tunewise
+from tunewise.config import TrainSettings, validate_task
+from tunewise.runner import arm_plan
+from tunewise.train import SFTTrainer, build_example
+
+from conftest import WORDS
+
+
+@pytest.fixture
+def tuning_task(tmp_path, tiny_model_dir, words_csv):
+    def make(**overrides):
+        data = {"name": "words", "instruction": "Classify the sentiment of the word.",
+                "data": {"path": str(words_csv), "input": "Word: {word}", "target": "label"},
+                "model": str(tiny_model_dir), "batch_size": 4,
+                "splits": {"train": 0.6, "dev": 0.2, "test": 0.2, "seed": 0},
+                "arms": [{"type": "structured", "decoding": "constrained"},
+                         {"type": "lora", "decoding": "constrained", "r": 4,
+                          "train": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-2}},
+                         {"type": "hybrid", "tuned": "lora", "prompt": "structured", "decoding": "constrained"}]}
+        data.update(overrides)
+        return validate_task(data)
+    return make
+
+
+def test_lora_and_hybrid_arms_train_record_and_save(tuning_task, tmp_path):
+    result = tunewise.run(tuning_task(), home=tmp_path / "home", progress=False)
+    assert set(result.summaries) == {"structured", "lora", "hybrid"}
+    from tunewise.store import Store
+    arms = {a["name"]: a for a in Store(result.store_path).arms(result.run_id)}
+    training = arms["lora"]["training"]
+    assert training["epochs_run"] == 2 and len(training["dev"]) == 2
+    assert training["steps"] == 2 * 3  # 12 train words, batches of 4
+    assert training["examples_seen"] == 24 and training["tokens_seen"] > 0
+    assert 0 < training["trainable_params"] < training["total_params"]
+    assert training["train_flops"] > 4 * training["total_params"] * training["tokens_seen"] * 0.5
+    assert all("loss" in step for step in training["losses"])
+    adapter = tmp_path / "home" / "tuned" / training["path"].split("/")[-1] / "adapter"
+    assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
+    # the tuned arm is asked with the bare input; the hybrid with the structured prompt
+    assert arms["lora"]["prompt"][0] == {"role": "user", "content": "{input}"}
+    assert arms["hybrid"]["prompt"][0]["role"] == "system"
+    assert arms["hybrid"]["training"]["uses"] == "lora"
+
+
+def test_saved_adapter_reloads_to_the_same_predictions(tuning_task, tmp_path, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from tunewise.store import Store
+    result = tunewise.run(tuning_task(), home=tmp_path, progress=False)
+    store = Store(result.store_path)
+    arm = next(a for a in store.arms(result.run_id) if a["name"] == "lora")
+    rows = store.predictions(result.run_id, "lora")
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    model = PeftModel.from_pretrained(base, arm["training"]["path"] + "/adapter").eval()
+    from tunewise.backends.base import ScoreRequest
+    from tunewise.backends.local import LocalBackend
+    backend = LocalBackend(str(tiny_model_dir), model_obj=model, device="cpu", prefix_cache=False)
+    scores = backend.score_choices([ScoreRequest(r["messages"], ("negative", "positive")) for r in rows])
+    for row, score in zip(rows, scores):
+        assert [score.logprobs[0], score.logprobs[1]] == pytest.approx(
+            [row["extra"]["logprobs"]["negative"], row["extra"]["logprobs"]["positive"]], abs=1e-4)
+        assert ("negative", "positive")[score.best()] == row["parsed"]
+
+
+def test_a_rerun_reuses_the_finished_training(tuning_task, tmp_path, monkeypatch):
+    first = tunewise.run(tuning_task(), home=tmp_path, progress=False)
+    monkeypatch.setattr(SFTTrainer, "train", lambda self: pytest.fail("trained again"))
+    second = tunewise.run(tuning_task(), home=tmp_path, progress=False)
+    assert second.summaries["lora"]["metrics"] == first.summaries["lora"]["metrics"]
+    assert second.summaries["lora"]["cached"] == second.summaries["lora"]["n"]
+
+
+def _trainer(model, out_dir, examples, **kw):
+    args = TrainSettings(epochs=2, batch_size=2, checkpoint_every_s=1e-9, patience=0)
+    return SFTTrainer(model, args, examples, out_dir=out_dir, lr=1e-2, seed=3, **kw)
+
+
+def _examples(backend):
+    eot = backend.end_of_turn_id()
+    return [build_example(backend.tokenizer, backend.render([{"role": "user", "content": w}]), label, eot, 64)
+            for w, label in WORDS[:8]]
+
+
+def _lora(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    return get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj", "v_proj"]))
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_backend, tiny_model_dir, tmp_path):
+    examples = _examples(tiny_backend)
+    reference = _lora(tiny_model_dir)
+    _trainer(reference, tmp_path / "ref", examples).train()
+
+    model = _lora(tiny_model_dir)
+    steps = []
+
+    def stop_at_five(n, info):
+        steps.append(n)
+        if len(steps) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(model, tmp_path / "run", examples, progress=stop_at_five).train()
+    resumed_model = _lora(tiny_model_dir)  # a new process would start from fresh weights
+    seen = []
+    state = _trainer(resumed_model, tmp_path / "run", examples, progress=lambda n, info: seen.append(n)).train()
+    assert seen[0] == 4 and state.step == 8  # resumed after the 4 saved steps, not from zero
+    for (name, a), b in zip(reference.named_parameters(), resumed_model.parameters()):
+        if a.requires_grad:
+            assert torch.equal(a, b), name
+
+
+def test_answer_and_end_of_turn_are_labeled_prompt_is_not(tiny_backend):
+    example = _examples(tiny_backend)[0]
+    prompt_len = len(tiny_backend.encode([{"role": "user", "content": WORDS[0][0]}]))
+    assert example.labels[:prompt_len] == [-100] * prompt_len
+    answer = tiny_backend.tokenizer(WORDS[0][1], add_special_tokens=False)["input_ids"]
+    assert example.labels[prompt_len:] == answer + [tiny_backend.end_of_turn_id()]
+    assert tiny_backend.tokenizer.decode([tiny_backend.end_of_turn_id()]) == "<|im_end|>"
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny_backend, tiny_model_dir, tmp_path):
+    metrics = iter([0.5, 0.9, 0.7, 0.6, 0.4])
+    model = _lora(tiny_model_dir)
+    snapshots = []
+
+    def evaluate(m):
+        snapshots.append({k: v.detach().clone() for k, v in m.named_parameters() if v.requires_grad})
+        return next(metrics)
+
+    args = TrainSettings(epochs=5, batch_size=4, patience=2)
+    state = SFTTrainer(model, args, _examples(tiny_backend), out_dir=tmp_path, evaluate=evaluate, lr=1e-2).train()
+    assert state.epoch == 4 and state.stopped_early and state.best_epoch == 2
+    for name, value in model.named_parameters():
+        if value.requires_grad:
+            assert torch.equal(value, snapshots[1][name])
+
+
+def test_learning_curve_adds_train_sizes_and_shot_counts(tmp_path):
+    task = validate_task({
+        "instruction": "x", "data": {"path": "d.jsonl", "input": "w", "target": "y"},
+        "arms": [{"type": "few_shot", "k": 4}, {"type": "lora"}],
+        "learning_curve": {"sizes": [16, 64, "all"], "ks": [1, 4, 8], "min_passes": 100}})
+    plan = {c.name or c.type: (c, curve) for c, curve in arm_plan(task)}
+    assert list(plan) == ["few_shot", "lora", "lora@16", "lora@64", "few_shot@k1", "few_shot@k8"]
+    assert plan["lora@16"][0].train.train_size == 16 and plan["lora@16"][0].train.min_passes == 100
+    assert plan["few_shot@k8"][1] == {"of": "few_shot", "k": 8}
+
+
+def test_references_between_arms_are_checked():
+    from tunewise.errors import TaskFileError
+    base = {"instruction": "x", "data": {"path": "d.jsonl", "input": "w", "target": "y"}}
+    with pytest.raises(TaskFileError, match="not a lora or full arm"):
+        validate_task(dict(base, arms=[{"type": "zero_shot"}, {"type": "hybrid", "tuned": "zero_shot",
+                                                                "prompt": "zero_shot"}]))
+    with pytest.raises(TaskFileError, match="neither 'bare' nor a prompt arm"):
+        validate_task(dict(base, arms=[{"type": "lora", "prompt": "nope"}]))
