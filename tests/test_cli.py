@@ -24,6 +24,21 @@ def test_run_then_show(task_file, tmp_path):
     assert invoke("runs", "--home", home).output.count("words") == 1
 
 
+def test_report_and_compare(task_file, tmp_path):
+    home = tmp_path / "home"
+    invoke("run", task_file, "--no-progress", "--home", home)
+    (task_file.parent / "task2.yaml").write_text(TASK_YAML.replace("seed: 1", "seed: 2"))
+    invoke("run", task_file.parent / "task2.yaml", "--no-progress", "--home", home)
+    out = tmp_path / "out"
+    result = invoke("report", "latest", "--out", out, "--home", home)
+    assert result.exit_code == 0 and (out / "report.html").exists() and (out / "report.md").exists()
+    assert "Recommendation:" in (out / "report.md").read_text()
+    runs = [line.split()[0] for line in invoke("runs", "--home", home).output.splitlines()]
+    compared = invoke("compare", runs[1], runs[0], "--home", home)
+    assert compared.exit_code == 0 and "difference" in compared.output and "few_shot" in compared.output
+    assert invoke("compare", runs[0], "nope", "--home", home).exit_code == 2
+
+
 BAD = {
     "yaml syntax": (lambda t, d: t.replace("type: classification", "type: [classification"), None,
                     "invalid YAML"),

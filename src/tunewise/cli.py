@@ -90,6 +90,53 @@ def show_command(run_id: str, fmt: str, home: str) -> None:
         print_table(report)
 
 
+@main.command("report")
+@click.argument("run_id", default="latest")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory (default: the run's).")
+@click.option("--open", "open_it", is_flag=True, help="Open the HTML report in a browser.")
+@HOME_OPTION
+@friendly
+def report_command(run_id: str, out: Path | None, open_it: bool, home: str) -> None:
+    """Write a run's HTML, Markdown and JSON reports from the store."""
+    from .report import write_reports
+    store = _open_store(home)
+    run = store.get_run(run_id)
+    if run is None:
+        raise TunewiseError(f"no run {run_id!r} in {store.path}")
+    paths = write_reports(store, run["id"], out or Path(home) / "runs" / run["id"])
+    click.echo(f"wrote {paths['html']}, {paths['markdown'].name} and {paths['json'].name}")
+    if open_it:
+        import webbrowser
+        webbrowser.open(paths["html"].resolve().as_uri())
+
+
+@main.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@HOME_OPTION
+@friendly
+def compare_command(run_a: str, run_b: str, home: str) -> None:
+    """Compare two runs arm by arm."""
+    from rich.console import Console
+    from rich.table import Table
+    from .report import build_report, compare_runs
+    store = _open_store(home)
+    reports = []
+    for run_id in (run_a, run_b):
+        try:
+            reports.append(build_report(store, run_id))
+        except KeyError:
+            raise TunewiseError(f"no run {run_id!r} in {store.path}") from None
+    header, rows = compare_runs(*reports)
+    console = Console() if Console().is_terminal else Console(width=160)
+    table = Table(title=f"{reports[0]['task']} vs {reports[1]['task']}")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 @main.command("runs")
 @HOME_OPTION
 @friendly
@@ -121,7 +168,8 @@ def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool)
     print_table(build_report(store, result.run_id))
     store.close()
     click.echo(f"run {result.run_id} in {time.perf_counter() - start:.1f} s; "
-               f"report: {result.report_paths['markdown']} and {result.report_paths['json'].name}")
+               f"report: {result.report_paths['html']} (also {result.report_paths['markdown'].name}, "
+               f"{result.report_paths['json'].name})")
 
 
 if __name__ == "__main__":

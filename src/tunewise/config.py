@@ -147,8 +147,47 @@ class LearningCurve(Strict):
 
 
 class Target(Strict):
+    """What the user needs; the decision recommends fine-tuning only when prompting falls short."""
     metric: str = "accuracy"
-    value: float
+    value: float | None = Field(None, description="the quality needed on the test split")
+    consistency: float | None = Field(None, ge=0, le=1, description="sample agreement needed")
+    min_gain: float = Field(0.02, ge=0, description="smallest quality gain worth fine-tuning for")
+
+
+class ConsistencyConfig(Strict):
+    """How steady an arm's answers are: over samples, over reworded instructions, in format."""
+    enabled: bool = True
+    samples: int = Field(5, ge=2)
+    temperature: float = Field(0.7, gt=0)
+    paraphrases: list[str] | None = Field(None, description="rewordings of the instruction; default: 3 generic")
+    max_items: int = Field(50, gt=0, description="test items used (the first n)")
+
+
+class Endpoint(Strict):
+    """A server speaking OpenAI's chat-completions API; arms name it like a model."""
+    base_url: str = Field(description="e.g. https://api.openai.com/v1 or http://localhost:8000/v1")
+    model: str = Field(description="the model name the server expects")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key (never stored)")
+    concurrency: int = Field(8, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    backoff_s: float = Field(0.5, ge=0, description="first retry waits up to this (doubling, with jitter)")
+    logprobs: bool = Field(True, description="score choices through logprobs when the server offers them")
+    tokenizer: str | None = Field(None, description="HF id or path to count tokens when usage is absent")
+
+
+class ModelPrice(Strict):
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+class Prices(Strict):
+    """Prices for cost per request, one-time training cost and break-even volume."""
+    models: dict[str, ModelPrice] = Field(default_factory=dict, description="per model name, per million tokens")
+    hardware_per_hour: float = Field(0.10, ge=0, description="local hardware price per hour (inference)")
+    training_per_hour: float | None = Field(None, ge=0, description="default: hardware_per_hour")
+    requests_per_month: int = Field(100_000, ge=0)
+    currency: str = "USD"
 
 
 class Task(Strict):
@@ -165,6 +204,10 @@ class Task(Strict):
     metrics: list[str] | None = None
     splits: SplitConfig = Field(default_factory=SplitConfig)
     model: str = "smollm2-135m"
+    endpoints: dict[str, Endpoint] = Field(default_factory=dict, description="remote models by name")
+    cache: Literal["develop", "measure"] = Field(
+        "develop", description="develop: reuse answers from earlier runs; measure: fresh answers each run "
+                               "(latency and samples measured anew), reused only to resume the same run")
     device: str = "auto"
     batch_size: int = Field(16, gt=0)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
@@ -172,6 +215,8 @@ class Task(Strict):
         ZeroShotArm(type="zero_shot"), StructuredArm(type="structured"), FewShotArm(type="few_shot")])
     learning_curve: LearningCurve | None = None
     target: Target | None = Field(None, description="the quality the user needs, e.g. accuracy 0.9")
+    consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
+    prices: Prices = Field(default_factory=Prices)
     base_dir: str = Field(".", description="relative data paths resolve against this directory")
 
     @field_validator("constraints", mode="before")

@@ -84,14 +84,25 @@ def embedded_model_dir() -> Path:
     return target
 
 
+def quiet_transformers() -> None:
+    """tunewise shows its own progress; transformers' per-load bars only add noise."""
+    from transformers.utils import logging
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def convert_gguf(gguf: Path, out: Path) -> None:
     try:
         import gguf as _  # noqa: F401  transformers needs it to read GGUF
     except ImportError:
         raise MissingDependencyError("reading GGUF needs the gguf package: pip install gguf") from None
+    import sys
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    print(f"converting {gguf.name} to safetensors once, into {out.parent} (about 30 s)", file=sys.stderr)
+    quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # a GGUF-loaded model refuses save_pretrained: rebuild it from its config first

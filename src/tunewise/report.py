@@ -21,11 +21,60 @@ def build_report(store: Store, run_id: str) -> dict[str, Any]:
         "metrics": run["config"]["metrics"],
         "arms": [{"name": a["name"], "type": a["config"]["type"], "decoding": a["config"].get("decoding"),
                   "model": a["config"].get("model") or run["config"]["model"], "status": a["status"],
+                  "endpoint_model": (run["config"].get("endpoints") or {}).get(
+                      a["config"].get("model") or run["config"]["model"], {}).get("model"),
                   "wall_s": a["wall_s"], "summary": a["summary"], "prompt": a["prompt"],
                   "training": _training_brief(a["training"]), "curve": a["curve"]} for a in arms],
     }
     report["data_needs"] = data_needs(report)
+    add_analysis(report, store)
     return report
+
+
+def add_analysis(report: dict[str, Any], store: Store) -> None:
+    """Paired tests, costs, the decision, confusion matrices and disagreements, all from stored predictions."""
+    from .costs import arm_costs
+    from .decision import decide
+    from .stats import compare_all
+    metric = report["metrics"][0]
+    main = [a["name"] for a in report["arms"] if a.get("summary") and not a.get("curve")]
+    rows = {name: store.predictions(report["run_id"], name) for name in main}
+    common = set.intersection(*(set(r["example_id"] for r in rs) for rs in rows.values())) if rows else set()
+    scores = {name: [r["scores"][metric] for r in rs if r["example_id"] in common] for name, rs in rows.items()}
+    seed = report["config"]["splits"]["seed"]
+    report["comparisons"] = [c.to_dict() for c in compare_all(scores, metric, seed=seed)] if len(scores) > 1 else []
+    report["costs"] = arm_costs(report)
+    report["decision"] = decide(report, report["comparisons"], report["costs"])
+    if report["config"]["type"] == "classification":
+        report["confusion"] = {name: _confusion(rs, report["info"].get("labels") or []) for name, rs in rows.items()}
+    report["disagreements"] = _disagreements(rows, common)
+    report["loss_curves"] = {a["name"]: [[s["step"], s["loss"]] for s in a["training"]["losses"]]
+                             for a in store.arms(report["run_id"])
+                             if a.get("training") and a["training"].get("losses") and not a.get("curve")}
+
+
+def _confusion(rows: list[dict], labels: list[str]) -> dict[str, Any]:
+    predicted = labels + ["(none)"]
+    counts = {t: {p: 0 for p in predicted} for t in labels}
+    for r in rows:
+        target = str(r["target"])
+        guess = str(r["parsed"]) if r["parsed"] is not None else "(none)"
+        if target in counts:
+            counts[target][guess if guess in counts[target] else "(none)"] += 1
+    return {"labels": labels, "predicted": predicted, "counts": counts}
+
+
+def _disagreements(rows: dict[str, list[dict]], common: set, limit: int = 500) -> list[dict]:
+    by_id: dict[str, dict] = {}
+    for name, rs in rows.items():
+        for r in rs:
+            if r["example_id"] in common:
+                item = by_id.setdefault(r["example_id"], {"id": r["example_id"], "input": r["input"],
+                                                          "target": r["target"], "answers": {}, "raw": {}})
+                item["answers"][name] = r["parsed"]
+                item["raw"][name] = r["raw"]
+    out = [item for item in by_id.values() if len({json.dumps(v) for v in item["answers"].values()}) > 1]
+    return out[:limit]
 
 
 def _training_brief(training: dict | None) -> dict | None:
@@ -173,6 +222,12 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "Latency is compute time per item within a batch; ex/s is its inverse over the test split.", ""]
     lines += needs_lines(report)
+    decision = report.get("decision")
+    if decision:
+        lines += [f"## Recommendation: {decision['recommended']} ({decision['kind']})", ""]
+        lines += [f"{i}. {reason}" for i, reason in enumerate(decision["reasons"], start=1)] + [""]
+        if decision["mistakes"]:
+            lines += ["Common mistakes seen:", ""] + [f"- {m}" for m in decision["mistakes"]] + [""]
     lines += ["## Prompts", ""]
     for arm in report["arms"]:
         lines += [f"### {arm['name']}", "", "```", prompt_text(arm["prompt"]), "```", ""]
@@ -180,12 +235,31 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def write_reports(store: Store, run_id: str, out_dir: Path) -> dict[str, Path]:
+    from .html_report import render_html
     report = build_report(store, run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md"}
+    paths = {"html": out_dir / "report.html", "json": out_dir / "report.json", "markdown": out_dir / "report.md"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False))
     paths["markdown"].write_text(to_markdown(report))
+    paths["html"].write_text(render_html(report))
     return paths
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Arms of two runs side by side on the first run's primary metric."""
+    metric = a["metrics"][0]
+    header = ["arm", f"{metric} {a['run_id']}", f"{metric} {b['run_id']}", "difference"]
+    values = {}
+    for side, report in (("a", a), ("b", b)):
+        for arm in report["arms"]:
+            if arm.get("summary") and metric in arm["summary"]["metrics"]:
+                values.setdefault(arm["name"], {})[side] = arm["summary"]["metrics"][metric]
+    rows = []
+    for name, pair in values.items():
+        va, vb = pair.get("a"), pair.get("b")
+        diff = f"{vb['value'] - va['value']:+.3f}" if va and vb else ""
+        rows.append([name, _metric_cell(va) if va else "–", _metric_cell(vb) if vb else "–", diff])
+    return header, rows
 
 
 def print_table(report: dict[str, Any], console=None) -> None:
@@ -213,3 +287,10 @@ def print_table(report: dict[str, Any], console=None) -> None:
             console.print(f"Few-shot ({metric} by k): {shots}")
         for line in needs["statements"]:
             console.print(line)
+    decision = report.get("decision")
+    if decision and decision["recommended"]:
+        console.print(f"\n[bold]Recommendation: {decision['recommended']}[/bold] ({decision['kind']})")
+        for i, reason in enumerate(decision["reasons"], start=1):
+            console.print(f"  {i}. {reason}", highlight=False)
+        for mistake in decision["mistakes"]:
+            console.print(f"  [yellow]![/yellow] {mistake}", highlight=False)

@@ -15,6 +15,7 @@ from .arms import ArmContext, build_arm
 from .backends import Backend, make_backend
 from .backends.cached import CachedBackend
 from .config import Task, arm_name
+from .consistency import measure as measure_consistency
 from .data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
 from .evaluate import prediction_rows, summarize
 from .report import write_reports
@@ -94,7 +95,8 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
     run_id, resumed = _open_run(store, task, examples, splits, labels, leak, task_file)
     log(f"{'resuming' if resumed else 'run'} {run_id}: train {len(splits.train)}, dev {len(splits.dev)}, "
         f"test {len(splits.test)}")
-    make = backend_factory or (lambda model: make_backend(model, device=task.device, batch_size=task.batch_size))
+    make = backend_factory or (lambda model: make_backend(model, device=task.device, batch_size=task.batch_size,
+                                                          endpoints=task.endpoints))
     plan = arm_plan(task)
     configs = {arm_name(c): c for c, _ in plan}
     base: dict[str, Backend] = {}
@@ -125,12 +127,16 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
                             arm.training, curve)
             backend = arm.backend or base_backend(arm.model)
             if backend.model_key not in cached:
-                cached[backend.model_key] = CachedBackend(backend, store)
+                cached[backend.model_key] = CachedBackend(backend, store,
+                                                          scope=run_id if task.cache == "measure" else "")
             start = time.perf_counter()
             predictions = arm.predict(splits.test, cached[backend.model_key], bars.callback(name, len(splits.test)))
             rows = prediction_rows(predictions, task.metric_names())
             store.save_predictions(run_id, name, rows)
             summaries[name] = summarize(rows, task.metric_names(), seed=task.splits.seed)
+            if task.consistency.enabled and curve is None:
+                summaries[name]["consistency"] = measure_consistency(
+                    arm, splits.test, cached[backend.model_key], task, bars.callback(f"{name} consistency", 2))
             store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
     store.finish_run(run_id)
     paths = write_reports(store, run_id, home / "runs" / run_id)
@@ -149,7 +155,9 @@ def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
         for size in curve.sizes:
             if size == "all":
                 continue  # the arm itself is the curve's last point
-            train = tuned.train.model_copy(update={"train_size": size, "min_passes": curve.min_passes})
+            # every planned epoch runs (the best is kept): early stopping on tiny sets stops on noise
+            train = tuned.train.model_copy(update={"train_size": size, "min_passes": curve.min_passes,
+                                                   "patience": 0})
             plan.append((tuned.model_copy(update={"name": f"{name}@{size}", "train": train}),
                          {"of": name, "size": size}))
     few = _find(task, curve.few_shot_arm, ("few_shot",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from collections import defaultdict
 
@@ -29,6 +30,7 @@ class PromptArm:
         self.levers = self._levers()
         # bare: the input alone, no instruction (what a fine-tuned model is asked by default)
         self.system = None if bare else system_text(task, labels, self.levers)
+        self.sampling: tuple[float, int] | None = None  # (temperature, sample index) for consistency runs
         self.pool: list[Example] = []
         self.shots: list[Example] | None = None  # fixed examples (random selection)
 
@@ -102,10 +104,20 @@ class PromptArm:
             return self._predict_scored(examples, all_messages, backend, progress)
         return self._predict_generated(examples, all_messages, backend, progress)
 
+    def variant(self, *, instruction: str | None = None, sampling: tuple[float, int] | None = None) -> "PromptArm":
+        """A copy asked with a reworded instruction, or sampled at a temperature with a sample index."""
+        other = copy.copy(self)
+        if instruction is not None and self.system is not None:
+            other.system = system_text(self.task.model_copy(update={"instruction": instruction}), self.labels,
+                                       self.levers)
+        other.sampling = sampling
+        return other
+
     def _predict_generated(self, examples, all_messages, backend, progress) -> list[Prediction]:
         gen = self.task.generation
-        params = GenParams(gen.max_tokens, gen.temperature, tuple(gen.stop), gen.seed)
-        outputs = backend.generate([GenRequest(m, params) for m in all_messages], progress)
+        temperature, sample = self.sampling or (gen.temperature, 0)
+        params = GenParams(gen.max_tokens, temperature, tuple(gen.stop), gen.seed)
+        outputs = backend.generate([GenRequest(m, params, sample) for m in all_messages], progress)
         return [Prediction(e, m, o.text, parse_answer(self.task.type, o.text, self.labels), o.latency_s,
                            o.input_tokens, o.output_tokens, o.cached)
                 for e, m, o in zip(examples, all_messages, outputs)]

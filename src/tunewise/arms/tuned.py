@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -80,7 +81,8 @@ class TunedArm:
         """Identifies a training: base model, settings, data and prompt; reruns reuse its result."""
         config = self.config.model_dump(mode="json", exclude={"name", "decoding", "merge"})
         body = {"base": base.model_key, "config": config, "data": fingerprint(train),
-                "prompt": self.prompter.prompt_template(), "epochs": self.epochs(len(train)), "seed": self.seed}
+                "prompt": self.prompter.prompt_template(), "epochs": self.epochs(len(train)), "seed": self.seed,
+                "selection": "scored labels" if self.task.type == "classification" else "first metric"}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
     def _train(self, base, train: list[Example], splits: Splits, ctx: ArmContext):
@@ -130,16 +132,24 @@ class TunedArm:
             return get_peft_model(model, lora)
 
     def _dev_evaluator(self, base, splits: Splits):
-        """Dev metric after each epoch: the task's first metric on up to eval_max dev items."""
+        """Dev metric after each epoch: the task's first metric on up to eval_max dev items.
+
+        Classification scores the labels (one forward pass per item) whatever the arm's decoding:
+        the cheaper, smoother signal for choosing an epoch.
+        """
         if not splits.dev:
             return None
         rng = random.Random(self.seed)
         key = (lambda e: str(e.target)) if self.task.type == "classification" else None
         dev = _take(rng.sample(splits.dev, len(splits.dev)), self.config.train.eval_max, key, rng)
         metric = get_metric(self.task.metric_names()[0])
+        prompter = self.prompter
+        if self.task.type == "classification":
+            prompter = copy.copy(prompter)
+            prompter.config = prompter.config.model_copy(update={"decoding": "constrained"})
 
         def evaluate(model) -> float:
-            preds = self.prompter.predict(dev, _tuned_backend(base, model, "dev-eval"))
+            preds = prompter.predict(dev, _tuned_backend(base, model, "dev-eval"))
             return metric.aggregate([p.parsed for p in preds], [e.target for e in dev])
         return evaluate
 

@@ -1,6 +1,8 @@
-"""A backend wrapper that answers from the store's cache and saves every new answer per batch."""
+"""A backend wrapper that answers from the store's cache and saves every new answer as it arrives."""
 
 from __future__ import annotations
+
+import inspect
 
 from ..store import Store
 from .base import Backend, ChoiceScores, Generation, GenRequest, Progress, ScoreRequest, request_key
@@ -10,11 +12,12 @@ CHUNK = 64  # requests sent and saved together
 
 
 class CachedBackend:
-    def __init__(self, inner: Backend, store: Store, chunk: int | None = None):
+    def __init__(self, inner: Backend, store: Store, chunk: int | None = None, scope: str = ""):
         self.inner = inner
         self.store = store
         self.chunk = chunk or CHUNK
         self.model_key = inner.model_key
+        self.scope = scope  # measure mode: the run id, so answers from other runs are never reused
 
     def generate(self, requests: list[GenRequest], progress: Progress | None = None) -> list[Generation]:
         return self._run(requests, "generate", self.inner.generate, Generation, progress)
@@ -24,7 +27,7 @@ class CachedBackend:
         return self._run(requests, "score", self.inner.score_choices, ChoiceScores, progress)
 
     def _run(self, requests, kind, send, cls, progress):
-        keys = [request_key(self.model_key, r) for r in requests]
+        keys = [request_key(self.model_key + (f"#{self.scope}" if self.scope else ""), r) for r in requests]
         hits = self.store.cache_get(keys)
         results = [None] * len(requests)
         for i, key in enumerate(keys):
@@ -36,8 +39,14 @@ class CachedBackend:
         # requests are sent (and saved) a chunk at a time: Ctrl-C loses at most one chunk
         for start in range(0, len(todo), self.chunk):
             part = todo[start:start + self.chunk]
-            answers = send([requests[i] for i in part], progress)
-            self.store.cache_put(self.model_key, kind, [(keys[i], a) for i, a in zip(part, answers)])
+            if "on_result" in inspect.signature(send).parameters:
+                # a concurrent backend: save each answer the moment it arrives, so a kill loses none
+                def save(j, answer, part=part):
+                    self.store.cache_put(self.model_key, kind, [(keys[part[j]], answer)])
+                answers = send([requests[i] for i in part], progress, on_result=save)
+            else:
+                answers = send([requests[i] for i in part], progress)
+                self.store.cache_put(self.model_key, kind, [(keys[i], a) for i, a in zip(part, answers)])
             for i, answer in zip(part, answers):
                 results[i] = answer
         return results

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..models import model_key, resolve_model
+from ..models import model_key, quiet_transformers, resolve_model
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, truncate_at_stop
 
 
@@ -26,6 +26,7 @@ class LocalBackend:
         self.model_key = key or model_key(model)
         self.device = pick_device(device)
         self.batch_size = batch_size
+        quiet_transformers()
         self.prefix_cache = prefix_cache  # reuse the shared prompt prefix's KV cache when scoring
         self._model = model_obj
         self._tokenizer = tokenizer

@@ -1,0 +1,82 @@
+"""Consistency, made measurable: agreement across samples, across reworded instructions, and format."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from .backends.base import Backend
+from .config import ConsistencyConfig, Task
+
+GENERIC_PARAPHRASES = [
+    "Your task: {instruction}",
+    "Read the input carefully. {instruction}",
+    "{instruction} Reply as briefly as possible.",
+]
+
+
+def paraphrases(task: Task, config: ConsistencyConfig) -> list[str]:
+    if config.paraphrases:
+        return list(config.paraphrases)
+    return [p.format(instruction=task.instruction.strip()) for p in GENERIC_PARAPHRASES]
+
+
+def agreement(answers_per_item: list[list[Any]]) -> float:
+    """Mean share of an item's answers that equal its most common answer (1.0: always the same)."""
+    shares = []
+    for answers in answers_per_item:
+        keys = [repr(a) for a in answers]
+        shares.append(Counter(keys).most_common(1)[0][1] / len(keys))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def prompter_of(arm):
+    """The prompt builder behind an arm (fine-tuned and hybrid arms delegate to one)."""
+    return getattr(arm, "prompter", arm)
+
+
+def measure(arm, examples, backend: Backend, task: Task, progress=None) -> dict[str, Any]:
+    """Sample agreement (N samples at temperature T), paraphrase agreement, format compliance."""
+    config = task.consistency
+    items = examples[: config.max_items]
+    prompter = prompter_of(arm)
+    base = prompter.predict(items, backend)
+    out: dict[str, Any] = {"items": len(items), "samples": config.samples, "temperature": config.temperature,
+                           "format_ok": float(np.mean([p.parsed is not None for p in base]))}
+    out["sample_agreement"] = _sample_agreement(prompter, items, backend, config, base, task.splits.seed)
+    if progress:
+        progress(1)
+    if prompter.system is None:
+        out["paraphrase_agreement"] = None  # asked with the bare input: no instruction to reword
+    else:
+        answers = [[p.parsed] for p in base]
+        for text in paraphrases(task, config):
+            for row, pred in zip(answers, prompter.variant(instruction=text).predict(items, backend)):
+                row.append(pred.parsed)
+        out["paraphrase_agreement"] = agreement(answers)
+        out["paraphrases"] = len(answers[0]) - 1 if answers else 0
+    if progress:
+        progress(1)
+    return out
+
+
+def _sample_agreement(prompter, items, backend, config: ConsistencyConfig, base, seed: int) -> float:
+    if prompter.config.decoding == "constrained":
+        # scored labels: sample from softmax(logprob / T) over the labels, no model call needed
+        rng = np.random.default_rng(seed)
+        answers = []
+        for pred in base:
+            labels = list(pred.extra["logprobs"])
+            logits = np.array([pred.extra["logprobs"][k] for k in labels]) / config.temperature
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            answers.append([labels[i] for i in rng.choice(len(labels), size=config.samples, p=probs)])
+        return agreement(answers)
+    answers = [[] for _ in items]
+    for sample in range(config.samples):
+        sampled = prompter.variant(sampling=(config.temperature, sample)).predict(items, backend)
+        for row, pred in zip(answers, sampled):
+            row.append(pred.parsed)
+    return agreement(answers)
