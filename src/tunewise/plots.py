@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from html import escape
 
-W, H = 520, 320
-LEFT, RIGHT, TOP, BOTTOM = 64, 150, 20, 48
+W, H = 560, 320
+LEFT, RIGHT, TOP, BOTTOM = 64, 190, 20, 48
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
 
 
@@ -43,9 +43,10 @@ def _frame(title: str, x_label: str, y_label: str, xs: list[float], ys: list[flo
         x_lo, x_hi = x_lo / 1.5, x_hi * 1.5
     else:
         pad = (x_hi - x_lo) * 0.08 or abs(x_hi) * 0.1 or 1.0
-        x_lo, x_hi = x_lo - pad, x_hi + pad
+        # counts, costs and losses are never negative: padding must not suggest they could be
+        x_lo, x_hi = (max(0.0, x_lo - pad) if x_lo >= 0 else x_lo - pad), x_hi + pad
     pad = (y_hi - y_lo) * 0.1 or 0.05
-    y_lo, y_hi = y_lo - pad, y_hi + pad
+    y_lo, y_hi = (max(0.0, y_lo - pad) if y_lo >= 0 else y_lo - pad), y_hi + pad
     fx = _scale(x_lo, x_hi, LEFT, W - RIGHT, log_x)
     fy = _scale(y_lo, y_hi, H - BOTTOM, TOP)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
@@ -79,8 +80,9 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, x_label
         parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         if len(pts) <= 40:
             parts += [f'<circle cx="{fx(x):.1f}" cy="{fy(y):.1f}" r="3" fill="{color}"/>' for x, y in pts]
+        label = name if len(name) <= 28 else name[:27] + "…"
         parts.append(f'<text x="{W - RIGHT + 8}" y="{TOP + 14 + 16 * i}" font-size="11" fill="{color}">'
-                     f'{escape(name)}</text>')
+                     f'{escape(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Protocol, runtime_checkable
 
 Message = dict[str, str]          # {"role": ..., "content": ...}
@@ -80,13 +80,3 @@ def request_key(model_key: str, request: GenRequest | ScoreRequest) -> str:
 def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> str:
     cut = min((text.find(s) for s in stop if s and s in text), default=-1)
     return text[:cut] if cut >= 0 else text
-
-
-@dataclass
-class Usage:
-    """Totals a backend call accumulates; handy for reports and benchmarks."""
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
