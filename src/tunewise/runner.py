@@ -130,17 +130,24 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
                 cached[backend.model_key] = CachedBackend(backend, store,
                                                           scope=run_id if task.cache == "measure" else "")
             start = time.perf_counter()
-            predictions = arm.predict(splits.test, cached[backend.model_key], bars.callback(name, len(splits.test)))
-            rows = prediction_rows(predictions, task.metric_names())
+            rows, summaries[name] = _evaluate(arm, splits.test, cached[backend.model_key], task, bars,
+                                              consistency=curve is None)
             store.save_predictions(run_id, name, rows)
-            summaries[name] = summarize(rows, task.metric_names(), seed=task.splits.seed)
-            if task.consistency.enabled and curve is None:
-                summaries[name]["consistency"] = measure_consistency(
-                    arm, splits.test, cached[backend.model_key], task, bars.callback(f"{name} consistency", 2))
             store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
     store.finish_run(run_id)
     paths = write_reports(store, run_id, home / "runs" / run_id)
     return RunResult(run_id, store.path, paths, summaries, warnings)
+
+
+def _evaluate(arm, test, backend, task: Task, bars: _Bars, consistency: bool) -> tuple[list[dict], dict]:
+    """Predict the test split, score it, and (for the main arms) measure consistency."""
+    predictions = arm.predict(test, backend, bars.callback(arm.name, len(test)))
+    rows = prediction_rows(predictions, task.metric_names())
+    summary = summarize(rows, task.metric_names(), seed=task.splits.seed)
+    if consistency and task.consistency.enabled:
+        summary["consistency"] = measure_consistency(arm, test, backend, task,
+                                                     bars.callback(f"{arm.name} consistency", 2))
+    return rows, summary
 
 
 def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
