@@ -99,3 +99,34 @@ def test_few_shot_similar_picks_the_nearest_examples(task_file, tmp_path):
     arm.prepare(splits)
     probe = splits.train[0].__class__(id="x", input="Word: " + splits.train[3].input[6:] + "s", target="", line=0)
     assert arm.shots_for(probe) == [splits.train[3]]
+
+
+def test_calibration_removes_a_constant_label_bias(task_file, tmp_path):
+    from tunewise.backends.base import ChoiceScores
+
+    class Biased(FakeBackend):
+        """Prefers 'positive' by a constant, plus a weaker true signal for each word."""
+        def score_choices(self, requests, progress=None):
+            out = []
+            for r in requests:
+                blank = "N/A" in r.messages[-1]["content"]
+                label = None if blank else oracle(r.messages)
+                out.append(ChoiceScores([-2.0 + 1.5 * (label == "negative"), -0.1 + 0.5 * (label == "positive")],
+                                        1, 0, 0.001))
+            return out
+
+    task = tunewise.load_task(task_file)
+    arms = [{"type": "structured", "decoding": "constrained", "name": "raw"},
+            {"type": "structured", "decoding": "constrained", "calibrate": True, "name": "calibrated"}]
+    task = tunewise.validate_task(dict(task.model_dump(), arms=arms, consistency={"enabled": False}))
+    result = tunewise.run(task, home=tmp_path, progress=False, backend_factory=fake_factory(Biased(oracle)))
+    assert result.summaries["raw"]["metrics"]["accuracy"]["value"] == 0.5          # always 'positive'
+    assert result.summaries["calibrated"]["metrics"]["accuracy"]["value"] == 1.0
+    rows = Store(result.store_path).predictions(result.run_id, "calibrated")
+    assert "uncalibrated" in rows[0]["extra"]
+
+
+def test_calibrate_needs_scored_labels():
+    with pytest.raises(tunewise.TaskFileError, match="calibrate needs decoding: constrained"):
+        tunewise.validate_task({"instruction": "x", "data": {"path": "d.jsonl", "input": "w", "target": "y"},
+                                "arms": [{"type": "zero_shot", "calibrate": True}]})

@@ -70,6 +70,8 @@ class _ArmBase(Strict):
     model: str | None = Field(None, description="overrides the task's model for this arm")
     decoding: Literal["generate", "constrained"] = Field(
         "generate", description="constrained: score each label instead of generating (classification)")
+    calibrate: bool = Field(False, description="constrained only: subtract each label's score for a content-free "
+                                               "input (contextual calibration), removing the prompt's label bias")
 
 
 class ZeroShotArm(_ArmBase):
@@ -244,6 +246,8 @@ class Task(Strict):
         for arm in self.arms:
             if arm.decoding == "constrained" and self.type != "classification":
                 raise ValueError(f"arm {arm_name(arm)!r}: constrained decoding needs a classification task")
+            if arm.calibrate and arm.decoding != "constrained":
+                raise ValueError(f"arm {arm_name(arm)!r}: calibrate needs decoding: constrained")
         self._check_references()
         return self
 

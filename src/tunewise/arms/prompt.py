@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import random
 from collections import defaultdict
 
@@ -125,12 +126,33 @@ class PromptArm:
     def _predict_scored(self, examples, all_messages, backend, progress) -> list[Prediction]:
         choices = tuple(self.labels)
         outputs = backend.score_choices([ScoreRequest(m, choices) for m in all_messages], progress)
+        baselines = self._content_free_scores(examples, backend) if self.config.calibrate else None
         preds = []
-        for e, m, o in zip(examples, all_messages, outputs):
-            label = choices[o.best()]
+        for i, (e, m, o) in enumerate(zip(examples, all_messages, outputs)):
+            scores = o.logprobs if baselines is None else [a - b for a, b in zip(o.logprobs, baselines[i])]
+            label = choices[max(range(len(scores)), key=scores.__getitem__)]
+            extra = {"logprobs": dict(zip(choices, scores))}
+            if baselines is not None:
+                extra["uncalibrated"] = dict(zip(choices, o.logprobs))
             preds.append(Prediction(e, m, label, label, o.latency_s, o.input_tokens, o.output_tokens, o.cached,
-                                    extra={"logprobs": dict(zip(choices, o.logprobs))}))
+                                    extra=extra))
         return preds
+
+    def content_free_input(self) -> str:
+        """The input template with every field replaced by 'N/A' (Zhao et al., 2021)."""
+        template = self.task.data.input
+        fields = self.task.data.input_fields()
+        return "N/A" if template in fields else template.format(**{f: "N/A" for f in fields})
+
+    def _content_free_scores(self, examples, backend) -> list[list[float]]:
+        """Each item's label scores with its input replaced by a content-free one; identical prompts
+        (fixed examples) are scored once."""
+        blank = self.content_free_input()
+        prompts = [build_messages(self.system, self.shots_for(e), blank) for e in examples]
+        unique = {json.dumps(p): p for p in prompts}
+        scored = backend.score_choices([ScoreRequest(p, tuple(self.labels)) for p in unique.values()])
+        by_key = {k: s.logprobs for k, s in zip(unique, scored)}
+        return [by_key[json.dumps(p)] for p in prompts]
 
 
 def _ngrams(text: str, n: int = 3) -> set[str]:
