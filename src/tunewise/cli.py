@@ -158,15 +158,12 @@ def _open_store(home: str):
 
 def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool) -> None:
     import time
-    from .report import build_report, print_table
+    from .report import print_table
     from .runner import run
-    from .store import Store
     start = time.perf_counter()
     result = run(task, home=home, strict=strict, progress=progress, task_file=task_file,
                  log=lambda msg: click.echo(msg, err=True))
-    store = Store(result.store_path)
-    print_table(build_report(store, result.run_id))
-    store.close()
+    print_table(result.report)
     click.echo(f"run {result.run_id} in {time.perf_counter() - start:.1f} s; "
                f"report: {result.report_paths['html']} (also {result.report_paths['markdown'].name}, "
                f"{result.report_paths['json'].name})")

@@ -14,7 +14,7 @@ def build_report(store: Store, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
     if run is None:
         raise KeyError(run_id)
-    arms = store.arms(run["id"])
+    stored = store.arms(run["id"])
     report = {
         "run_id": run["id"], "task": run["task_name"], "status": run["status"],
         "created_at": run["created_at"], "info": run["info"], "config": run["config"],
@@ -24,14 +24,14 @@ def build_report(store: Store, run_id: str) -> dict[str, Any]:
                   "endpoint_model": (run["config"].get("endpoints") or {}).get(
                       a["config"].get("model") or run["config"]["model"], {}).get("model"),
                   "wall_s": a["wall_s"], "summary": a["summary"], "prompt": a["prompt"],
-                  "training": _training_brief(a["training"]), "curve": a["curve"]} for a in arms],
+                  "training": _training_brief(a["training"]), "curve": a["curve"]} for a in stored],
     }
     report["data_needs"] = data_needs(report)
-    add_analysis(report, store)
+    add_analysis(report, store, stored)
     return report
 
 
-def add_analysis(report: dict[str, Any], store: Store) -> None:
+def add_analysis(report: dict[str, Any], store: Store, stored: list[dict]) -> None:
     """Paired tests, costs, the decision, confusion matrices and disagreements, all from stored predictions."""
     from .costs import arm_costs
     from .decision import decide
@@ -49,7 +49,7 @@ def add_analysis(report: dict[str, Any], store: Store) -> None:
         report["confusion"] = {name: _confusion(rs, report["info"].get("labels") or []) for name, rs in rows.items()}
     report["disagreements"] = _disagreements(rows, common)
     report["loss_curves"] = {a["name"]: [[s["step"], s["loss"]] for s in a["training"]["losses"]]
-                             for a in store.arms(report["run_id"])
+                             for a in stored
                              if a.get("training") and a["training"].get("losses") and not a.get("curve")}
 
 
@@ -234,9 +234,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_reports(store: Store, run_id: str, out_dir: Path) -> dict[str, Path]:
+def write_reports(store: Store, run_id: str, out_dir: Path, report: dict[str, Any] | None = None) -> dict[str, Path]:
     from .html_report import render_html
-    report = build_report(store, run_id)
+    report = report or build_report(store, run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"html": out_dir / "report.html", "json": out_dir / "report.json", "markdown": out_dir / "report.md"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False))

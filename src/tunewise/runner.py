@@ -18,7 +18,7 @@ from .config import Task, arm_name
 from .consistency import measure as measure_consistency
 from .data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
 from .evaluate import prediction_rows, summarize
-from .report import write_reports
+from .report import build_report, write_reports
 from .store import Store
 
 DEFAULT_HOME = Path(".tunewise")
@@ -31,6 +31,7 @@ class RunResult:
     report_paths: dict[str, Path]
     summaries: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    report: dict = field(default_factory=dict)  # what the reports were written from
 
 
 class _Bars:
@@ -135,8 +136,9 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
             store.save_predictions(run_id, name, rows)
             store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
     store.finish_run(run_id)
-    paths = write_reports(store, run_id, home / "runs" / run_id)
-    return RunResult(run_id, store.path, paths, summaries, warnings)
+    report = build_report(store, run_id)
+    paths = write_reports(store, run_id, home / "runs" / run_id, report)
+    return RunResult(run_id, store.path, paths, summaries, warnings, report)
 
 
 def _evaluate(arm, test, backend, task: Task, bars: _Bars, consistency: bool) -> tuple[list[dict], dict]:

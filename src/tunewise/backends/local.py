@@ -66,6 +66,11 @@ class LocalBackend:
 
     def end_of_turn_id(self) -> int | None:
         """The token the chat template puts right after an assistant's answer (e.g. <|im_end|>)."""
+        if not hasattr(self, "_end_of_turn"):
+            self._end_of_turn = self._find_end_of_turn()
+        return self._end_of_turn
+
+    def _find_end_of_turn(self) -> int | None:
         tok = self.tokenizer
         if tok.chat_template is None:
             return tok.eos_token_id
