@@ -165,3 +165,24 @@ def test_references_between_arms_are_checked():
                                                                 "prompt": "zero_shot"}]))
     with pytest.raises(TaskFileError, match="neither 'bare' nor a prompt arm"):
         validate_task(dict(base, arms=[{"type": "lora", "prompt": "nope"}]))
+
+
+def test_full_fine_tuning_saves_the_model_and_a_rerun_loads_it(tuning_task, tmp_path, monkeypatch):
+    task = tuning_task(arms=[{"type": "full", "decoding": "constrained",
+                              "train": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-4}}])
+    first = tunewise.run(task, home=tmp_path, progress=False)
+    from tunewise.store import Store
+    store = Store(first.store_path)
+    [arm] = store.arms(first.run_id)
+    training = arm["training"]
+    assert training["trainable_params"] == training["total_params"]  # every weight trains
+    assert training["train_flops"] == pytest.approx(6 * training["total_params"] * training["tokens_seen"], rel=0.01)
+    model_dir = tmp_path / "tuned" / training["path"].split("/")[-1] / "model"
+    assert (model_dir / "config.json").exists() and (model_dir / "model.safetensors").exists()
+    monkeypatch.setattr(SFTTrainer, "train", lambda self: pytest.fail("trained again"))
+    second = tunewise.run(task.model_copy(update={"cache": "measure"}), home=tmp_path, progress=False)
+    assert second.summaries["full"]["cached"] == 0  # answered anew by the reloaded model ...
+    a = [r["extra"]["logprobs"] for r in store.predictions(first.run_id, "full")]
+    b = [r["extra"]["logprobs"] for r in Store(second.store_path).predictions(second.run_id, "full")]
+    for x, y in zip(a, b):  # ... with the same scores
+        assert list(x.values()) == pytest.approx(list(y.values()), abs=1e-4)
