@@ -17,7 +17,7 @@ from tunewise.config import validate_task
 from tunewise.store import Store
 from tunewise.testing import FaultyServer
 
-from conftest import WORDS, oracle
+from conftest import oracle
 
 SECRET = "sk-test-NEVER-STORE-THIS-12345"
 

@@ -1,6 +1,5 @@
 """Fine-tuning and hybrid arms on the tiny random Llama: recorded, resumable, reloadable."""
 
-import json
 
 import pytest
 import torch

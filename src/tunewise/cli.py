@@ -76,7 +76,6 @@ def show_command(run_id: str, fmt: str, home: str) -> None:
     """Print a stored run's table (RUN_ID, a unique prefix, or 'latest')."""
     import json
     from .report import build_report, print_table, to_markdown
-    from .store import Store
     store = _open_store(home)
     try:
         report = build_report(store, run_id)

@@ -13,6 +13,10 @@ from .errors import TaskFileError
 
 TaskType = Literal["classification", "generation", "extraction"]
 
+PROMPT_ARMS = ("zero_shot", "structured", "few_shot")  # arm types that only build prompts
+TRAINED_ARMS = ("lora", "full")                         # arm types that train a model
+TUNED_ARMS = TRAINED_ARMS + ("hybrid",)                 # arm types answered by a trained model
+
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "macro_f1"],
     "generation": ["exact_match", "token_f1", "rouge_l"],
@@ -253,18 +257,17 @@ class Task(Strict):
 
     def _check_references(self) -> None:
         kinds = {arm_name(a): a.type for a in self.arms}
-        prompt_types = ("zero_shot", "structured", "few_shot")
         for arm in self.arms:
-            if isinstance(arm, FineTuneArm) and arm.prompt != "bare" and kinds.get(arm.prompt) not in prompt_types:
+            if isinstance(arm, FineTuneArm) and arm.prompt != "bare" and kinds.get(arm.prompt) not in PROMPT_ARMS:
                 raise ValueError(f"arm {arm_name(arm)!r}: prompt {arm.prompt!r} is neither 'bare' nor a prompt arm")
             if isinstance(arm, HybridArm):
-                if kinds.get(arm.tuned) not in ("lora", "full"):
+                if kinds.get(arm.tuned) not in TRAINED_ARMS:
                     raise ValueError(f"arm {arm_name(arm)!r}: tuned {arm.tuned!r} is not a lora or full arm")
-                if kinds.get(arm.prompt) not in prompt_types:
+                if kinds.get(arm.prompt) not in PROMPT_ARMS:
                     raise ValueError(f"arm {arm_name(arm)!r}: prompt {arm.prompt!r} is not a prompt arm")
         curve = self.learning_curve
         if curve:
-            if curve.arm and kinds.get(curve.arm) not in ("lora", "full"):
+            if curve.arm and kinds.get(curve.arm) not in TRAINED_ARMS:
                 raise ValueError(f"learning_curve.arm {curve.arm!r} is not a lora or full arm")
             if curve.few_shot_arm and kinds.get(curve.few_shot_arm) != "few_shot":
                 raise ValueError(f"learning_curve.few_shot_arm {curve.few_shot_arm!r} is not a few_shot arm")

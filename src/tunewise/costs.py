@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-TUNED = ("lora", "full", "hybrid")
 
 
 def request_cost(arm: dict[str, Any], prices: dict[str, Any]) -> tuple[float, str]:

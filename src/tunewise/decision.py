@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .costs import TUNED, break_even
-
-PROMPT = ("zero_shot", "structured", "few_shot")
+from .config import PROMPT_ARMS, TUNED_ARMS
+from .costs import break_even
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -63,8 +62,8 @@ class Decision:
 
     # -- the framework ------------------------------------------------------------
     def decide(self) -> dict[str, Any]:
-        prompting = [n for n, a in self.arms.items() if a["type"] in PROMPT]
-        tuned = [n for n, a in self.arms.items() if a["type"] in TUNED]
+        prompting = [n for n, a in self.arms.items() if a["type"] in PROMPT_ARMS]
+        tuned = [n for n, a in self.arms.items() if a["type"] in TUNED_ARMS]
         if not prompting and not tuned:
             return {"recommended": None, "kind": None, "reasons": ["No arm finished."], "mistakes": []}
         reasons: list[str] = []
@@ -165,9 +164,9 @@ class Decision:
     # -- common mistakes ------------------------------------------------------------
     def mistakes(self, chosen: str) -> list[str]:
         out = []
-        prompting = [n for n, a in self.arms.items() if a["type"] in PROMPT]
+        prompting = [n for n, a in self.arms.items() if a["type"] in PROMPT_ARMS]
         top = max(self.arms, key=self.value)
-        if self.arms[top]["type"] in TUNED and prompting:
+        if self.arms[top]["type"] in TUNED_ARMS and prompting:
             best_prompt = max(prompting, key=self.value)
             c = self.diff(best_prompt, top)
             if c and not c["significant"]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .plots import line_chart, pareto_front, scatter
-from .report import PROMPT_TYPES, prompt_text
+from .config import PROMPT_ARMS, TRAINED_ARMS
+from .report import prompt_text
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -87,7 +88,7 @@ def _training(arm: dict, report: dict) -> dict:
 
 
 def _flexibility(arm: dict, report: dict) -> str:
-    if arm["type"] in PROMPT_TYPES:
+    if arm["type"] in PROMPT_ARMS:
         return "edit the prompt: seconds"
     wall = _training(arm, report).get("wall_s")
     retrain = f"retrain: {wall:.0f} s" if wall else "retrain"
@@ -103,7 +104,7 @@ def _data(arm: dict, report: dict, needs: dict) -> str:
     n = _training(arm, report).get("train_examples")
     text = f"{n} train examples" if n else "train split"
     match = needs.get("to_match_prompting")
-    if arm["type"] in ("lora", "full") and needs.get("fine_tuning") and match is not None:
+    if arm["type"] in TRAINED_ARMS and needs.get("fine_tuning") and match is not None:
         text += f"; {match} matched the best prompt"
     return text
 

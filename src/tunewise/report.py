@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .config import PROMPT_ARMS, TRAINED_ARMS
 from .store import Store
 
 
@@ -84,7 +85,6 @@ def _training_brief(training: dict | None) -> dict | None:
     return {k: v for k, v in training.items() if k != "losses"}
 
 
-PROMPT_TYPES = ("zero_shot", "structured", "few_shot")
 
 
 def _value(arm: dict, metric: str) -> float | None:
@@ -115,7 +115,7 @@ def data_needs(report: dict[str, Any]) -> dict[str, Any] | None:
             k = a["curve"]["k"] if a.get("curve") else report["config"]["arms"][_position(report, few_name)].get("k")
             shots.append({"arm": a["name"], "k": k, "value": _value(a, metric)})
         shots.sort(key=lambda p: p["k"])
-    prompting = [a for a in report["arms"] if a["type"] in PROMPT_TYPES and not a.get("curve") and a.get("summary")]
+    prompting = [a for a in report["arms"] if a["type"] in PROMPT_ARMS and not a.get("curve") and a.get("summary")]
     best = max(prompting, key=lambda a: _value(a, metric), default=None)
     target = report["config"].get("target")
     out = {"metric": metric, "fine_tuning": tuning, "few_shot": shots,
@@ -182,7 +182,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows.append([arm["name"], method] + [_metric_cell(s["metrics"][m]) for m in report["metrics"]] + [
             f"{s['format_ok']:.0%}", _fmt(s["examples_per_s"], 1), _fmt(s["latency_p50_s"] * 1000, 1),
             _fmt(s["latency_p95_s"] * 1000, 1), _fmt(s["mean_input_tokens"], 1), _fmt(s["mean_output_tokens"], 1),
-            _fmt((arm["training"] or {}).get("wall_s"), 0) if arm["type"] in ("lora", "full") else ""])
+            _fmt((arm["training"] or {}).get("wall_s"), 0) if arm["type"] in TRAINED_ARMS else ""])
     return header, rows
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 from .arms import ArmContext, build_arm
 from .backends import Backend, make_backend
 from .backends.cached import CachedBackend
-from .config import Task, arm_name
+from .config import TRAINED_ARMS, Task, arm_name
 from .consistency import measure as measure_consistency
 from .data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
 from .evaluate import prediction_rows, summarize
@@ -158,7 +158,7 @@ def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
     curve = task.learning_curve
     if curve is None:
         return plan
-    tuned = _find(task, curve.arm, ("lora", "full"))
+    tuned = _find(task, curve.arm, TRAINED_ARMS)
     if tuned is not None:
         name = arm_name(tuned)
         for size in curve.sizes:

@@ -135,14 +135,6 @@ class FaultyServer:
         return Handler
 
 
-def serve_forever(port: int, delay_s: float = 0.0) -> None:
-    """Run a fault-free server on a fixed port (for a benchmark in another process)."""
-    server = FaultyServer(delay_s=delay_s)
-    server.httpd.server_close()
-    server.httpd = _Server(("127.0.0.1", port), server._handler())
-    server.httpd.serve_forever()
-
-
 async def _answer_connection(reader, writer, delay_s: float) -> None:
     """Minimal HTTP/1.1 keep-alive loop: read a request, wait delay_s, send a chat completion."""
     import asyncio
