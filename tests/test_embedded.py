@@ -29,6 +29,8 @@ def test_embedded_model_is_converted_once_to_safetensors():
     directory = models.embedded_model_dir()
     assert (directory / "model.safetensors").exists() and (directory / "tokenizer.json").exists()
     assert models.embedded_model_dir() == directory
+    # the weights are plain floats: nothing may treat the converted model as GGUF-quantized
+    assert "quantization_config" not in (directory / "config.json").read_text()
 
 
 def test_missing_embedded_package_names_the_install_command(monkeypatch, tmp_path):

@@ -185,3 +185,30 @@ def test_full_fine_tuning_saves_the_model_and_a_rerun_loads_it(tuning_task, tmp_
     b = [r["extra"]["logprobs"] for r in Store(second.store_path).predictions(second.run_id, "full")]
     for x, y in zip(a, b):  # ... with the same scores
         assert list(x.values()) == pytest.approx(list(y.values()), abs=1e-4)
+
+
+def test_bfloat16_mixed_precision_keeps_float32_weights_and_the_loss(tiny_backend, tiny_model_dir, tmp_path):
+    """bf16 matrix products give nearly the float32 loss; weights and optimizer state stay float32."""
+    examples = _examples(tiny_backend)
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        model = _lora(tiny_model_dir)
+        args = TrainSettings(epochs=1, batch_size=8, precision=precision)
+        trainer = SFTTrainer(model, args, examples, out_dir=tmp_path / precision, lr=1e-2)
+        assert trainer.precision == precision
+        ids, labels, mask = trainer.collate(list(range(8)))
+        losses[precision] = trainer.loss(ids, labels, mask).item()
+        trainer.train()
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.03)
+    assert losses["bfloat16"] != losses["float32"]  # the products really ran in bfloat16
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from tunewise import train
+    assert train.resolve_precision("float32", "cpu") == "float32"
+    assert train.resolve_precision("bfloat16", "cpu") == "bfloat16"
+    monkeypatch.setattr(train, "native_bf16", lambda device: False)
+    assert train.resolve_precision("auto", "cpu") == "float32"
+    monkeypatch.setattr(train, "native_bf16", lambda device: True)
+    assert train.resolve_precision("auto", "cpu") == "bfloat16"

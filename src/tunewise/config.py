@@ -118,6 +118,9 @@ class TrainSettings(Strict):
     min_passes: int = Field(0, ge=0, description="repeat epochs until this many examples were seen")
     max_epochs: int = Field(10, gt=0, description="cap on epochs added by min_passes")
     seed: int | None = Field(None, description="defaults to the split seed")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="bfloat16: mixed precision (bf16 matrix products; float32 weights, gradients and "
+                            "optimizer); auto: bfloat16 where the hardware has it natively, else float32")
 
 
 class FineTuneArm(_ArmBase):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import shutil
@@ -66,7 +67,8 @@ def model_key(model: str) -> str:
 
 def embedded_model_dir() -> Path:
     """Convert the embedded GGUF once to safetensors and cache it."""
-    target = cache_dir() / "models" / f"{EMBEDDED}-{EMBEDDED_VERSION}"
+    # "-f2": the second conversion format (the config no longer claims GGUF quantization)
+    target = cache_dir() / "models" / f"{EMBEDDED}-{EMBEDDED_VERSION}-f2"
     if (target / "model.safetensors").exists():
         return target
     gguf = embedded_gguf()
@@ -105,8 +107,12 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    # a GGUF-loaded model refuses save_pretrained: rebuild it from its config first
-    fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    # a GGUF-loaded model refuses save_pretrained: rebuild it from its config first. The weights are
+    # dequantized floats, so the config must not claim GGUF quantization (Trainer refuses to train such models)
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
     fresh.save_pretrained(str(out))

@@ -62,6 +62,7 @@ class TrainResult:
     total_params: int
     flops: float
     epochs_planned: int
+    precision: str = "float32"
 
     def summary(self) -> dict[str, Any]:
         s = self.state
@@ -69,7 +70,7 @@ class TrainResult:
                 "examples_seen": s.examples_seen, "tokens_seen": s.tokens_seen, "best_dev": s.best_metric,
                 "best_epoch": s.best_epoch, "stopped_early": s.stopped_early,
                 "trainable_params": self.trainable_params, "total_params": self.total_params,
-                "train_flops": self.flops, "losses": s.losses, "dev": s.dev}
+                "train_flops": self.flops, "precision": self.precision, "losses": s.losses, "dev": s.dev}
 
 
 class SFTTrainer:
@@ -88,6 +89,8 @@ class SFTTrainer:
         self.epochs = epochs or args.epochs
         self.seed, self.device, self.progress = seed, device, progress
         self.flops_per_token = flops_per_token
+        self.precision = resolve_precision(args.precision, device)
+        self.bf16 = self.precision == "bfloat16"
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=args.weight_decay)
         self.total_steps = max(1, self.epochs * math.ceil(self.batches_per_epoch() / args.grad_accum))
@@ -126,10 +129,11 @@ class SFTTrainer:
     # -- one step -----------------------------------------------------------
     def loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over answer tokens; the output head runs on those positions only."""
-        hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-        targets = labels[:, 1:]
-        keep = targets != -100
-        logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
+        with torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
+            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            targets = labels[:, 1:]
+            keep = targets != -100
+            logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
         return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
 
     # -- the loop -----------------------------------------------------------
@@ -224,6 +228,25 @@ class SFTTrainer:
         self.state = TrainState(**blob["state"])
         if self.progress and self.state.step:
             self.progress(self.state.step, "resumed")
+
+
+def native_bf16(device: str) -> bool:
+    """Whether bfloat16 matrix products run natively: CUDA with bf16, or a CPU with AVX512-BF16 or AMX."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device != "cpu":
+        return False
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:  # not Linux: stay with float32
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(setting: str, device: str) -> str:
+    if setting == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return setting
 
 
 def _linear(step: int, warmup: int, total: int) -> float:

@@ -101,7 +101,7 @@ class TunedArm:
         state = trainer.train()
         trainable, total = count_params(model)
         flops = flops_per_token(model, full=self.config.type == "full") * state.tokens_seen
-        result = TrainResult(state, trainable, total, flops, epochs)
+        result = TrainResult(state, trainable, total, flops, epochs, trainer.precision)
         self._save(model, base)
         model = self._for_inference(model, base)
         summary = dict(result.summary(), train_examples=len(train), device=base.device,

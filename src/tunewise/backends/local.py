@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -21,13 +22,16 @@ class LocalBackend:
 
     def __init__(self, model: str, *, device: str = "auto", batch_size: int = 16,
                  model_obj: Any = None, tokenizer: Any = None, key: str | None = None,
-                 prefix_cache: bool = True):
+                 prefix_cache: bool = True, pack_tokens: int = 512, decode_batch: int = 128):
         self.model_name = model
         self.model_key = key or model_key(model)
         self.device = pick_device(device)
         self.batch_size = batch_size
         quiet_transformers()
-        self.prefix_cache = prefix_cache  # reuse the shared prompt prefix's KV cache when scoring
+        self.prefix_cache = prefix_cache  # the fast paths: shared prefix computed once, rows packed
+        self.pack_tokens = pack_tokens    # tokens per packed scoring sequence
+        # each decoding step reads every weight once: more rows per step, fewer reads per token
+        self.decode_batch = max(batch_size, decode_batch) if prefix_cache else batch_size
         self._model = model_obj
         self._tokenizer = tokenizer
 
@@ -98,37 +102,101 @@ class LocalBackend:
     def generate(self, requests: list[GenRequest], progress: Progress | None = None) -> list[Generation]:
         encoded = [self.encode(r.messages) for r in requests]
         results: list[Generation | None] = [None] * len(requests)
-        for batch in _batches_by_length(encoded, self.batch_size, key=lambda i: repr(requests[i].params)):
-            for i, gen in zip(batch, self._generate_batch([encoded[i] for i in batch], requests[batch[0]])):
+        self._prefix_memo = None  # weights may have changed since the last call (training)
+        # sorted by tokens, prompts that share a prefix (instruction, examples) land in one batch
+        for batch in _batches_by_length(encoded, self.decode_batch, key=lambda i: repr(requests[i].params),
+                                        lexical=self.prefix_cache):
+            gens = self._generate_batch([encoded[i] for i in batch], [requests[i] for i in batch])
+            for i, gen in zip(batch, gens):
                 results[i] = gen
             if progress:
                 progress(len(batch))
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, prompts: list[list[int]], first: GenRequest) -> list[Generation]:
+    def _generate_batch(self, prompts: list[list[int]], requests: list[GenRequest]) -> list[Generation]:
+        params = requests[0].params
+        start = time.perf_counter()
+        if self.prefix_cache:
+            rows = self._decode(prompts, params, [r.sample for r in requests])
+        else:
+            rows = self._generate_plain(prompts, params, requests[0].sample)
+        per_item = (time.perf_counter() - start) / len(prompts)
+        stops = self.stop_token_ids()
+        gens = []
+        for prompt, row in zip(prompts, rows):
+            n_out = next((j + 1 for j, t in enumerate(row) if t in stops), len(row))
+            text = self.tokenizer.decode(row[:n_out], skip_special_tokens=True)
+            gens.append(Generation(truncate_at_stop(text, params.stop).strip(), len(prompt), n_out, per_item))
+        return gens
+
+    def _generate_plain(self, prompts: list[list[int]], params, sample: int) -> list[list[int]]:
+        """transformers' own `generate` on left-padded prompts: the reference the fast path is checked against."""
         import torch
-        params = first.params
         width = max(len(p) for p in prompts)
         pad = self.pad_id()
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         sampling = params.temperature > 0
         if sampling:
-            torch.manual_seed(params.seed * 1_000_003 + first.sample)
-        stops = self.stop_token_ids()
-        start = time.perf_counter()
+            torch.manual_seed(params.seed * 1_000_003 + sample)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=params.max_tokens,
                 do_sample=sampling, temperature=params.temperature if sampling else None,
-                top_p=None, top_k=None, pad_token_id=pad, eos_token_id=stops)
-        per_item = (time.perf_counter() - start) / len(prompts)
-        gens = []
-        for prompt, row in zip(prompts, out[:, width:].tolist()):
-            n_out = next((j + 1 for j, t in enumerate(row) if t in stops), len(row))
-            text = self.tokenizer.decode(row[:n_out], skip_special_tokens=True)
-            gens.append(Generation(truncate_at_stop(text, params.stop).strip(), len(prompt), n_out, per_item))
-        return gens
+                top_p=None, top_k=None, pad_token_id=pad, eos_token_id=self.stop_token_ids())
+        return out[:, width:].tolist()
+
+    def _decode(self, prompts: list[list[int]], params, samples: list[int]) -> list[list[int]]:
+        """Greedy or sampled decoding that reuses the batch's shared prompt prefix and drops finished rows.
+
+        The prefix all prompts of the batch share runs once (and is remembered for the next batch);
+        each row then carries only its own suffix, left-padded, with explicit positions.
+        Sampling draws from one generator per row seeded by (seed, sample index, prompt), so an
+        answer does not depend on which other requests share its batch.
+        """
+        import torch
+        from transformers import DynamicCache
+        shared = _common_prefix_len(prompts)
+        prefix_kv = self._prefix_kv(prompts[0][:shared]) if shared else None
+        n, pad = len(prompts), self.pad_id()
+        suffixes = [p[shared:] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=self.device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(s)) + [1] * len(s) for s in suffixes],
+                            device=self.device)
+        positions = torch.tensor([[shared] * (width - len(s)) + list(range(shared, shared + len(s)))
+                                  for s in suffixes], device=self.device)
+        cache = DynamicCache(config=self.model.config) if prefix_kv is None else DynamicCache(
+            ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv],
+            config=self.model.config)
+        pick = _Picker(params, samples, prompts, self.device)
+        stops = set(self.stop_token_ids())
+        outputs: list[list[int]] = [[] for _ in prompts]
+        alive = list(range(n))  # the prompt index of each row still decoding
+        next_pos = positions[:, -1] + 1
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            for _ in range(params.max_tokens):
+                tokens = pick(logits, alive)
+                keep = []
+                for b, (row, token) in enumerate(zip(alive, tokens)):
+                    outputs[row].append(token)
+                    if token not in stops and len(outputs[row]) < params.max_tokens:
+                        keep.append(b)
+                if not keep:
+                    break
+                if len(keep) < len(alive):
+                    index = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(index)
+                    mask, next_pos = mask[index], next_pos[index]
+                    alive, tokens = [alive[b] for b in keep], [tokens[b] for b in keep]
+                mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+                logits = self.model(input_ids=torch.tensor(tokens, device=self.device)[:, None],
+                                    attention_mask=mask, position_ids=next_pos[:, None],
+                                    past_key_values=cache, use_cache=True).logits[:, -1]
+                next_pos = next_pos + 1
+        return outputs
 
     # -- choice scoring -----------------------------------------------------
     def score_choices(self, requests: list[ScoreRequest],
@@ -139,6 +207,7 @@ class LocalBackend:
         is reused for every (item, choice) row, which then carries only its own suffix and choice.
         """
         prompts = [self.encode(r.messages) for r in requests]
+        self._prefix_memo = None  # weights may have changed since the last call (training)
         shared = _common_prefix_len(prompts) if self.prefix_cache else 0
         prefix_kv = self._prefix_kv(prompts[0][:shared]) if shared else None
         choice_ids = {c: self.choice_ids(c) for r in requests for c in r.choices}
@@ -147,12 +216,18 @@ class LocalBackend:
         scores = [[0.0] * len(r.choices) for r in requests]
         seconds = [0.0] * len(requests)
         remaining = [sum(1 for row in rows if row[0] == i) for i in range(len(requests))]
-        for batch in _batches_by_length([row[1] for row in rows], self.batch_size):
+        if self.prefix_cache:
+            groups = _packs([row[1] for row in rows], self.pack_tokens)
+            run = lambda group: self._score_packed(group, prefix_kv, shared)  # noqa: E731
+        else:
+            groups = _batches_by_length([row[1] for row in rows], self.batch_size)
+            run = self._score_batch
+        for group in groups:
             start = time.perf_counter()
-            values = self._score_batch([rows[k] for k in batch], prefix_kv, shared)
-            share = (time.perf_counter() - start) / len(batch)
+            values = run([rows[k] for k in group])
+            share = (time.perf_counter() - start) / len(group)
             finished = 0
-            for k, row_values in zip(batch, values):
+            for k, row_values in zip(group, values):
                 i = rows[k][0]
                 for j, value in row_values.items():
                     scores[i][j] += value
@@ -167,7 +242,15 @@ class LocalBackend:
         return self.tokenizer(choice, add_special_tokens=False)["input_ids"]
 
     def _prefix_kv(self, prefix: list[int]):
-        """Per-layer (keys, values) of the shared prefix, batch size 1."""
+        """Per-layer (keys, values) of the shared prefix, batch size 1; the last one is remembered."""
+        memo = getattr(self, "_prefix_memo", None)
+        if memo is not None and memo[0] == prefix:
+            return memo[1]
+        kv = self._compute_prefix_kv(prefix)
+        self._prefix_memo = (list(prefix), kv)
+        return kv
+
+    def _compute_prefix_kv(self, prefix: list[int]):
         import torch
         from transformers import DynamicCache
         cache = DynamicCache(config=self.model.config)
@@ -176,37 +259,83 @@ class LocalBackend:
                                      past_key_values=cache, use_cache=True)
         return [(layer.keys, layer.values) for layer in cache.layers]
 
-    def _score_batch(self, rows: list[tuple[int, list[int], list[tuple[int, int, int]]]], prefix_kv,
-                     shared: int) -> list[dict[int, float]]:
-        """For each row, the summed log-probability of its target tokens, per choice."""
+    def _score_batch(self, rows: list[tuple[int, list[int], list[tuple[int, int, int]]]]) -> list[dict[int, float]]:
+        """The plain path: whole prompts, right-padded, one row per batch entry."""
         import torch
         seqs = [seq for _, seq, _ in rows]
         width = max(len(s) for s in seqs)
         pad = self.pad_id()
         # right padding: real tokens never attend to the pads after them, so positions stay exact
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
-        mask = torch.tensor([[1] * (shared + len(s)) + [0] * (width - len(s)) for s in seqs], device=self.device)
-        extra = {}
-        if prefix_kv is not None:
-            from transformers import DynamicCache
-            n = len(rows)
-            extra = {"past_key_values": DynamicCache(
-                         ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv],
-                         config=self.model.config),
-                     "position_ids": torch.arange(shared, shared + width, device=self.device).expand(n, -1),
-                     "use_cache": True}
-        # only the positions that predict a choice token go through the output head:
-        # a few rows instead of batch x sequence x vocabulary
-        flat = [(b, j, pos, token) for b, (_, _, targets) in enumerate(rows) for j, pos, token in targets]
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
         with torch.inference_mode():
-            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
-            picked = hidden[torch.tensor([f[0] for f in flat]), torch.tensor([f[2] for f in flat])]
+            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        targets = [(b, j, pos, token) for b, (_, _, t) in enumerate(rows) for j, pos, token in t]
+        return self._target_logprobs(hidden, targets, len(rows))
+
+    def _score_packed(self, rows, prefix_kv, shared: int) -> list[dict[int, float]]:
+        """The fast path: all rows packed into one sequence after the shared prefix's KV cache.
+
+        A block-diagonal causal mask lets each row see the prefix and its own earlier tokens only, and
+        explicit positions restart after the prefix for every row: the same logits as separate rows,
+        without padding and without copying the prefix's cache for every row.
+        """
+        import torch
+        from transformers import DynamicCache
+        lengths = [len(seq) for _, seq, _ in rows]
+        starts = [sum(lengths[:b]) for b in range(len(rows))]
+        ids = [token for _, seq, _ in rows for token in seq]
+        positions = [shared + t for n in lengths for t in range(n)]
+        dtype = self.model.dtype
+        own = torch.block_diag(*[torch.ones(n, n, dtype=torch.bool).tril() for n in lengths])
+        allowed = torch.cat([torch.ones(len(ids), shared, dtype=torch.bool), own], dim=1)
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        cache = None if prefix_kv is None else DynamicCache(ddp_cache_data=prefix_kv, config=self.model.config)
+        with torch.inference_mode():
+            hidden = self.model.get_decoder()(
+                input_ids=torch.tensor([ids], device=self.device),
+                position_ids=torch.tensor([positions], device=self.device),
+                attention_mask=mask[None, None].to(self.device), past_key_values=cache,
+                use_cache=cache is not None).last_hidden_state[0]
+        targets = [(b, j, starts[b] + pos, token) for b, (_, _, t) in enumerate(rows) for j, pos, token in t]
+        return self._target_logprobs(hidden[None], [(0, j, p, tok) for _, j, p, tok in targets], len(rows),
+                                     owners=[b for b, *_ in targets])
+
+    def _target_logprobs(self, hidden, targets, n_rows: int, owners: list[int] | None = None) -> list[dict[int, float]]:
+        """Summed log-probability of each row's target tokens, per choice. Only the positions that
+        predict a choice token go through the output head: a few rows, not batch x sequence x vocabulary."""
+        import torch
+        with torch.inference_mode():
+            picked = hidden[torch.tensor([t[0] for t in targets]), torch.tensor([t[2] for t in targets])]
             logprobs = torch.log_softmax(self.model.get_output_embeddings()(picked).float(), dim=-1)
-            token_lp = logprobs[torch.arange(len(flat)), torch.tensor([f[3] for f in flat], device=self.device)]
-        out: list[dict[int, float]] = [{} for _ in rows]
-        for (b, j, _, _), value in zip(flat, token_lp.tolist()):
-            out[b][j] = out[b].get(j, 0.0) + value
+            values = logprobs[torch.arange(len(targets)), torch.tensor([t[3] for t in targets], device=self.device)]
+        out: list[dict[int, float]] = [{} for _ in range(n_rows)]
+        for k, ((b, j, _, _), value) in enumerate(zip(targets, values.tolist())):
+            row = out[owners[k] if owners else b]
+            row[j] = row.get(j, 0.0) + value
         return out
+
+
+class _Picker:
+    """Chooses each row's next token: argmax, or a draw at the request's temperature."""
+
+    def __init__(self, params, samples: list[int], prompts: list[list[int]], device: str):
+        import torch
+        self.temperature = params.temperature
+        self.generators = []
+        if self.temperature > 0:
+            for sample, prompt in zip(samples, prompts):
+                digest = hashlib.sha256(f"{params.seed}:{sample}:{prompt}".encode()).digest()
+                self.generators.append(torch.Generator(device=device).manual_seed(
+                    int.from_bytes(digest[:8], "little")))
+
+    def __call__(self, logits, rows: list[int]) -> list[int]:
+        import torch
+        if self.temperature <= 0:
+            return logits.argmax(dim=-1).tolist()
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        return [int(torch.multinomial(probs[b], 1, generator=self.generators[row]))
+                for b, row in enumerate(rows)]
 
 
 def _score_rows(i: int, suffix: list[int], choices: list[list[int]]):
@@ -219,6 +348,20 @@ def _score_rows(i: int, suffix: list[int], choices: list[list[int]]):
         return [(i, suffix, [(j, len(suffix) - 1, c[0]) for j, c in enumerate(choices)])]
     return [(i, suffix + c, [(j, len(suffix) + t - 1, tok) for t, tok in enumerate(c)])
             for j, c in enumerate(choices)]
+
+
+def _packs(seqs: list[list[int]], budget: int) -> list[list[int]]:
+    """Consecutive indices grouped so each group holds at most `budget` tokens (one row at least)."""
+    groups, current, size = [], [], 0
+    for i, seq in enumerate(seqs):
+        if current and size + len(seq) > budget:
+            groups.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += len(seq)
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _common_prefix_len(seqs: list[list[int]]) -> int:
@@ -244,9 +387,11 @@ def _fold_system(messages: list[Message]) -> list[Message]:
     return rest
 
 
-def _batches_by_length(seqs: list[list[int]], size: int, key=None) -> list[list[int]]:
-    """Indices grouped into batches of similar length (and equal key), so padding stays small."""
-    order = sorted(range(len(seqs)), key=lambda i: ((key(i) if key else ""), len(seqs[i])))
+def _batches_by_length(seqs: list[list[int]], size: int, key=None, lexical: bool = False) -> list[list[int]]:
+    """Indices grouped into batches of similar length (and equal key), so padding stays small.
+
+    lexical: order by the tokens themselves, so sequences sharing a prefix are batched together."""
+    order = sorted(range(len(seqs)), key=lambda i: ((key(i) if key else ""), seqs[i] if lexical else len(seqs[i])))
     batches, current = [], []
     for i in order:
         if current and (len(current) == size or (key and key(i) != key(current[0]))):
