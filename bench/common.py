@@ -60,3 +60,13 @@ def machine() -> str:
 
 def accuracy(predicted: list, targets: list) -> float:
     return sum(p == t for p, t in zip(predicted, targets)) / len(targets)
+
+
+def rate_table(headers: list[str], rows: list[list[str]], gflops: list[float], peak: float | None) -> str:
+    """A Markdown table whose last column is achieved GFLOP/s, with its share of `peak` when given."""
+    head = headers + ["GFLOP/s" + (" (share of peak)" if peak else "")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cells, rate in zip(rows, gflops):
+        share = f" ({rate / peak:.0%})" if peak else ""
+        lines.append("| " + " | ".join(cells + [f"{rate:.0f}{share}"]) + " |")
+    return "\n".join(lines)

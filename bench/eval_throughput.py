@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import accuracy, demo_data, timed  # noqa: E402
+from common import accuracy, demo_data, rate_table, timed  # noqa: E402
+
+from tunewise.backends.local import _common_prefix_len  # noqa: E402
 
 MAX_NEW = 3
 
@@ -63,18 +65,11 @@ def prompt_arms(data):
     return [zero, eight]
 
 
-def common_prefix(seqs: list[list[int]]) -> int:
-    n = 0
-    while all(len(s) > n + 1 and s[n] == seqs[0][n] for s in seqs):
-        n += 1
-    return n
-
-
 # -- engines -----------------------------------------------------------------------------------
 def run_tunewise(backend, arm, test, flops: Flops) -> EvalRow:
     preds, seconds = timed(arm.predict, test, backend)
     prompts = [backend.encode(arm.messages(e)) for e in test]
-    shared = common_prefix(prompts)
+    shared = _common_prefix_len(prompts)
     tokens = shared + sum(len(p) - shared for p in prompts)
     return EvalRow("tunewise (scores labels)", arm.name, len(test), seconds,
                    accuracy([p.parsed for p in preds], [e.target for e in test]), flops(tokens, len(test)))
@@ -125,7 +120,7 @@ def run_llama_generate(llm, backend, arm, test, flops: Flops) -> EvalRow:
     outs, seconds = timed(loop)
     parsed = [parse_label(o["choices"][0]["text"], arm.labels) for o in outs]
     generated = sum(o["usage"]["completion_tokens"] for o in outs)
-    shared = common_prefix(prompts)
+    shared = _common_prefix_len(prompts)
     tokens = shared + sum(len(p) - shared for p in prompts) + generated
     return EvalRow("llama.cpp generate (Q4_1)", arm.name, len(test), seconds,
                    accuracy(parsed, [e.target for e in test]), flops(tokens, generated + len(test)))
@@ -136,7 +131,7 @@ def run_llama_score(llm, backend, arm, test, flops: Flops) -> EvalRow:
     import numpy as np
     prompts = [backend.encode(arm.messages(e)) for e in test]
     first = [backend.choice_ids(label)[0] for label in arm.labels]  # the demo's labels are one token each
-    shared = common_prefix(prompts)
+    shared = _common_prefix_len(prompts)
     llm.reset()
 
     def loop():
@@ -178,15 +173,9 @@ def run(items: int = 200, directory: Path | None = None, with_llama: bool = True
 
 
 def table(rows: list[EvalRow], peak: float | None = None) -> str:
-    lines = ["| engine | prompt | examples/s | s for {} | accuracy | GFLOP/s{} |".format(
-                 rows[0].items, " (share of peak)" if peak else ""),
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        rate = r.gflop / r.seconds
-        share = f" ({rate / peak:.0%})" if peak else ""
-        lines.append(f"| {r.engine} | {r.arm} | {r.per_second:.1f} | {r.seconds:.2f} | {r.accuracy:.3f} | "
-                     f"{rate:.0f}{share} |")
-    return "\n".join(lines)
+    headers = ["engine", "prompt", "examples/s", f"s for {rows[0].items}", "accuracy"]
+    cells = [[r.engine, r.arm, f"{r.per_second:.1f}", f"{r.seconds:.2f}", f"{r.accuracy:.3f}"] for r in rows]
+    return rate_table(headers, cells, [r.gflop / r.seconds for r in rows], peak)
 
 
 def main() -> None:

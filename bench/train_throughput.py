@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import accuracy, demo_data, timed  # noqa: E402
+from common import accuracy, demo_data, rate_table, timed  # noqa: E402
 
 
 @dataclass
@@ -125,15 +125,10 @@ def run(n_train: int = 1000, directory: Path | None = None, bf16: bool = True) -
 
 
 def table(rows: list[TrainRow], peak: float | None = None) -> str:
-    lines = ["| engine | train examples | train tokens | train s | tokens/s | test accuracy | GFLOP/s{} |".format(
-                 " (share of peak)" if peak else ""),
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        rate = r.flops / r.seconds / 1e9
-        share = f" ({rate / peak:.0%})" if peak else ""
-        lines.append(f"| {r.engine} | {r.examples} | {r.tokens} | {r.seconds:.1f} | {r.tokens_per_second:.0f} | "
-                     f"{r.accuracy:.3f} | {rate:.0f}{share} |")
-    return "\n".join(lines)
+    headers = ["engine", "train examples", "train tokens", "train s", "tokens/s", "test accuracy"]
+    cells = [[r.engine, str(r.examples), str(r.tokens), f"{r.seconds:.1f}", f"{r.tokens_per_second:.0f}",
+              f"{r.accuracy:.3f}"] for r in rows]
+    return rate_table(headers, cells, [r.flops / r.seconds / 1e9 for r in rows], peak)
 
 
 def main() -> None:

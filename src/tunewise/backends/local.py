@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from typing import Any
 
@@ -268,10 +269,12 @@ class LocalBackend:
         # right padding: real tokens never attend to the pads after them, so positions stay exact
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+        targets = [(b, j, token) for b, (_, _, t) in enumerate(rows) for j, _, token in t]
         with torch.inference_mode():
             hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-        targets = [(b, j, pos, token) for b, (_, _, t) in enumerate(rows) for j, pos, token in t]
-        return self._target_logprobs(hidden, targets, len(rows))
+            picked = hidden[torch.tensor([b for b, _, _ in targets]),
+                            torch.tensor([pos for _, _, t in rows for _, pos, _ in t])]
+        return self._target_logprobs(picked, targets, len(rows))
 
     def _score_packed(self, rows, prefix_kv, shared: int) -> list[dict[int, float]]:
         """The fast path: all rows packed into one sequence after the shared prefix's KV cache.
@@ -283,7 +286,7 @@ class LocalBackend:
         import torch
         from transformers import DynamicCache
         lengths = [len(seq) for _, seq, _ in rows]
-        starts = [sum(lengths[:b]) for b in range(len(rows))]
+        starts = [0, *itertools.accumulate(lengths)][:-1]
         ids = [token for _, seq, _ in rows for token in seq]
         positions = [shared + t for n in lengths for t in range(n)]
         dtype = self.model.dtype
@@ -297,22 +300,21 @@ class LocalBackend:
                 position_ids=torch.tensor([positions], device=self.device),
                 attention_mask=mask[None, None].to(self.device), past_key_values=cache,
                 use_cache=cache is not None).last_hidden_state[0]
-        targets = [(b, j, starts[b] + pos, token) for b, (_, _, t) in enumerate(rows) for j, pos, token in t]
-        return self._target_logprobs(hidden[None], [(0, j, p, tok) for _, j, p, tok in targets], len(rows),
-                                     owners=[b for b, *_ in targets])
+            picked = hidden[torch.tensor([starts[b] + pos for b, (_, _, t) in enumerate(rows) for _, pos, _ in t])]
+        targets = [(b, j, token) for b, (_, _, t) in enumerate(rows) for j, _, token in t]
+        return self._target_logprobs(picked, targets, len(rows))
 
-    def _target_logprobs(self, hidden, targets, n_rows: int, owners: list[int] | None = None) -> list[dict[int, float]]:
-        """Summed log-probability of each row's target tokens, per choice. Only the positions that
-        predict a choice token go through the output head: a few rows, not batch x sequence x vocabulary."""
+    def _target_logprobs(self, picked, targets: list[tuple[int, int, int]], n_rows: int) -> list[dict[int, float]]:
+        """Summed log-probability of each row's target tokens, per choice, from the hidden states that
+        predict them (`picked`, one per target). Only those go through the output head: a few rows,
+        not batch x sequence x vocabulary."""
         import torch
         with torch.inference_mode():
-            picked = hidden[torch.tensor([t[0] for t in targets]), torch.tensor([t[2] for t in targets])]
             logprobs = torch.log_softmax(self.model.get_output_embeddings()(picked).float(), dim=-1)
-            values = logprobs[torch.arange(len(targets)), torch.tensor([t[3] for t in targets], device=self.device)]
+            values = logprobs[torch.arange(len(targets)), torch.tensor([t[2] for t in targets], device=self.device)]
         out: list[dict[int, float]] = [{} for _ in range(n_rows)]
-        for k, ((b, j, _, _), value) in enumerate(zip(targets, values.tolist())):
-            row = out[owners[k] if owners else b]
-            row[j] = row.get(j, 0.0) + value
+        for (b, j, _), value in zip(targets, values.tolist()):
+            out[b][j] = out[b].get(j, 0.0) + value
         return out
 
 
