@@ -51,13 +51,17 @@ def run(n: int, concurrency: int, delay: float, port: int) -> dict:
     backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "bench", concurrency=concurrency, timeout_s=10)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
-        cached = CachedBackend(backend, store, chunk=1000)
+        cached = CachedBackend(backend, store)
         requests = [GenRequest([{"role": "user", "content": f"request {i}"}], GenParams(max_tokens=4)) for i in range(n)]
         memory = [rss_mib()]
+        done = [0]
+
+        def sample_memory(k: int) -> None:  # the progress callback: RSS after every 1,000 answers
+            done[0] += k
+            if done[0] % 1000 == 0:
+                memory.append(rss_mib())
         start = time.perf_counter()
-        for part in range(0, n, 1000):
-            cached.generate(requests[part:part + 1000])
-            memory.append(rss_mib())
+        cached.generate(requests, sample_memory)
         seconds = time.perf_counter() - start
         store.close()
     target = 0.8 * concurrency / delay

@@ -129,3 +129,27 @@ def test_cache_key_covers_model_prompt_params_and_sample():
     assert len(keys) == 6
     assert request_key("m", base) == request_key("m", GenRequest(msgs("x"), GenParams()))
     assert not math.isnan(len(keys))
+
+
+def test_cache_sends_a_concurrent_backend_everything_at_once_and_saves_each_answer_on_arrival(tmp_path):
+    from tunewise.backends.cached import CachedBackend
+    from tunewise.backends.fake import FakeBackend
+    from tunewise.store import Store
+    store = Store(tmp_path / "cache.db")
+    saved_as_they_arrive, calls = [], []
+
+    class Streaming(FakeBackend):  # what OpenAIBackend offers: on_result for each answer as it finishes
+        def generate(self, requests, progress=None, on_result=None):
+            calls.append(len(requests))
+            answers = super().generate(requests)
+            for i, answer in enumerate(answers):
+                on_result(i, answer)
+                saved_as_they_arrive.append(store.db.execute("SELECT COUNT(*) FROM cache").fetchone()[0])
+            return answers
+    cached = CachedBackend(Streaming(), store, chunk=4)
+    requests = [GenRequest([{"role": "user", "content": f"w{i}"}], GenParams()) for i in range(10)]
+    first = cached.generate(requests[:3])
+    both = cached.generate(requests)
+    assert calls == [3, 7]  # one call for all that is not cached, whatever the chunk size
+    assert saved_as_they_arrive == list(range(1, 11))
+    assert [g.text for g in both[:3]] == [g.text for g in first] and all(g.cached for g in both[:3])

@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -105,6 +106,44 @@ def test_choice_scoring_uses_logprobs_or_falls_back_to_parsing():
         assert scores.best() == 0 and server.received == 2  # a logprob request, then a generation
 
 
+def test_interrupt_finishes_the_requests_in_flight_then_stops():
+    before = signal.getsignal(signal.SIGINT)
+    with FaultyServer(lambda m: "positive", delay_s=0.5) as server:
+        backend = OpenAIBackend(server.url, "m", concurrency=2)
+        saved = []
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            backend.generate([GenRequest(msgs(f"w{i}"), GenParams()) for i in range(10)],
+                             on_result=lambda i, answer: saved.append((i, answer.text)))
+        assert sorted(saved) == [(0, "positive"), (1, "positive")]  # both in flight, answered and handed over
+        assert server.received == 2  # and nothing more was sent
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_failing_request_lets_the_others_in_flight_finish():
+    with FaultyServer(lambda m: "positive") as server:
+        server.faults = lambda n, body: "400" if "w3" in body["messages"][-1]["content"] else None  # at once
+        server.answer = lambda body, answer=server.answer: time.sleep(0.3) or answer(body)  # the others: 0.3 s
+        saved = []
+        with pytest.raises(BackendError, match="HTTP 400"):
+            OpenAIBackend(server.url, "m", concurrency=4).generate(
+                [GenRequest(msgs(f"w{i}"), GenParams()) for i in range(10)], on_result=lambda i, a: saved.append(i))
+        assert sorted(saved) == [0, 1, 2] and server.received == 4  # answered and handed over; no more sent
+
+
+def test_second_interrupt_stops_at_once():
+    with FaultyServer(lambda m: "positive", delay_s=3.0) as server:
+        backend = OpenAIBackend(server.url, "m", concurrency=2)
+        saved = []
+        for at in (0.2, 0.4):
+            threading.Timer(at, os.kill, (os.getpid(), signal.SIGINT)).start()
+        start = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            backend.generate([GenRequest(msgs(f"w{i}"), GenParams()) for i in range(10)],
+                             on_result=lambda i, answer: saved.append(i))
+        assert time.perf_counter() - start < 2.0 and saved == []  # did not wait for the 3-s answers
+
+
 def test_usage_is_estimated_with_the_tokenizer_when_absent(tiny_backend):
     with FaultyServer(lambda m: "positive word") as server:
         server.answer = lambda body, answer=server.answer: {k: v for k, v in answer(body).items() if k != "usage"}
@@ -170,7 +209,9 @@ arms: [{{type: zero_shot}}, {{type: structured}}, {{type: zero_shot, name: score
 """
 
 
-def test_killed_ten_times_resumes_to_the_same_results_without_resending(tmp_path):
+def _kill_and_resume(tmp_path, sig):
+    """Run the task, kill it with `sig` at ten random moments, rerun each time until it finishes; also run it
+    once uninterrupted. Returns (reference server, server, unsaved after each kill, results of each run)."""
     rows = [{"word": f"word{i}", "label": "positive" if i % 2 else "negative"} for i in range(300)]
     data = tmp_path / "words.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -179,8 +220,7 @@ def test_killed_ten_times_resumes_to_the_same_results_without_resending(tmp_path
     cmd = [sys.executable, "-m", "tunewise", "run", "--no-progress", "--home"]
 
     def run_to_end(server, home, kills):
-        """Run, kill -9 at random moments, rerun, until done. Returns, after each kill, how many more
-        answers the server has delivered than the client has saved."""
+        """Returns, after each kill, how many more answers the server has delivered than the client has saved."""
         task = tmp_path / f"task-{home.name}.yaml"
         task.write_text(KILL_TASK.format(data=data, url=server.url))
         rng = random.Random(7)
@@ -191,28 +231,16 @@ def test_killed_ten_times_resumes_to_the_same_results_without_resending(tmp_path
             if len(unsaved) < kills:
                 time.sleep(rng.uniform(0.3, 1.5))
                 if proc.poll() is None:
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait()
-                    time.sleep(0.1)  # let the server finish writing to the dead connections
-                    saved = _saved_answers(home)
-                    unsaved.append(sum(server.answered.values()) - saved)
+                    proc.send_signal(sig)
+                    code = proc.wait(timeout=60)
+                    # SIGTERM: the CLI's exit after an interrupt (130), or the default action before it started
+                    assert code in ((-signal.SIGKILL,) if sig == signal.SIGKILL else (130, -signal.SIGTERM)), \
+                        proc.stderr.read()
+                    time.sleep(0.1)  # let the server finish writing to dead connections
+                    unsaved.append(sum(server.answered.values()) - _saved_answers(home))
                     continue
             assert proc.wait(timeout=120) == 0, proc.stderr.read()
             return unsaved
-
-    with FaultyServer(responder, delay_s=0.04) as reference_server:
-        run_to_end(reference_server, tmp_path / "ref", kills=0)
-    with FaultyServer(responder, delay_s=0.04) as server:
-        unsaved = run_to_end(server, tmp_path / "killed", kills=10)
-        answered = server.answered
-    assert len(unsaved) == 10  # the run was long enough to be interrupted ten times
-    # `unsaved` is cumulative: answers delivered minus answers saved, after each kill
-    lost = [b - a for a, b in zip([0] + unsaved, unsaved)]
-    assert all(0 <= n <= 4 for n in lost), lost  # at most the requests in flight (concurrency 4) at a kill
-    resent = sum(answered.values()) - len(answered)
-    # every request sent twice is one whose answer was lost in flight; no saved answer was asked again
-    assert resent == unsaved[-1]
-    assert len(answered) == sum(reference_server.answered.values())
 
     def results(home):
         store = Store(home / "tunewise.db")
@@ -220,4 +248,28 @@ def test_killed_ten_times_resumes_to_the_same_results_without_resending(tmp_path
         assert len(run) == 1 and run[0]["status"] == "done"
         return {a["name"]: [(r["example_id"], r["raw"], r["parsed"]) for r in store.predictions(run[0]["id"], a["name"])]
                 for a in store.arms(run[0]["id"])}
+
+    with FaultyServer(responder, delay_s=0.04) as reference_server:
+        run_to_end(reference_server, tmp_path / "ref", kills=0)
+    with FaultyServer(responder, delay_s=0.04) as server:
+        unsaved = run_to_end(server, tmp_path / "killed", kills=10)
+    assert len(unsaved) == 10  # the run was long enough to be interrupted ten times
     assert results(tmp_path / "killed") == results(tmp_path / "ref")
+    assert len(server.answered) == sum(reference_server.answered.values())  # every request answered
+    return server, unsaved
+
+
+def test_kill9_ten_times_resumes_to_the_same_results_resending_only_requests_in_flight(tmp_path):
+    server, unsaved = _kill_and_resume(tmp_path, signal.SIGKILL)
+    # `unsaved` is cumulative: answers delivered minus answers saved, after each kill
+    lost = [b - a for a, b in zip([0] + unsaved, unsaved)]
+    assert all(0 <= n <= 4 for n in lost), lost  # at most the requests in flight (concurrency 4) at a kill
+    # every request sent twice is one whose answer was lost in flight; no saved answer was asked again
+    assert sum(server.answered.values()) - len(server.answered) == unsaved[-1]
+
+
+def test_sigterm_ten_times_resumes_without_sending_any_request_twice(tmp_path):
+    server, unsaved = _kill_and_resume(tmp_path, signal.SIGTERM)
+    assert unsaved == [0] * 10  # each stop waited for its requests in flight and saved their answers
+    # counted at the server: every request arrived exactly once over the eleven processes
+    assert server.received == len(server.answered) == sum(server.answered.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ def friendly(command):
     """One-line errors with exit code 2; a traceback only with --debug."""
     @functools.wraps(command)
     def wrapper(*args, debug: bool = False, **kwargs):
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run as Ctrl-C does: finished work saved
         try:
             return command(*args, **kwargs)
         except TunewiseError as err:
@@ -29,6 +31,10 @@ def friendly(command):
             click.echo("\ninterrupted: finished work is saved; run the same command again to resume.", err=True)
             sys.exit(130)
     return click.option("--debug", is_flag=True, help="Show full tracebacks.")(wrapper)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 @click.group()

@@ -8,9 +8,11 @@ read from the environment variable the task names and is never stored.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import random
+import signal
 import ssl
 import threading
 import time
@@ -21,6 +23,7 @@ from ..parsing import parse_label
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, truncate_at_stop
 
 OnResult = Callable[[int, Any], None]  # (request index, result) as soon as one finishes
+log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
@@ -57,6 +60,9 @@ class OpenAIBackend:
 
         One shared httpx pool of C connections spends time quadratic in C assigning requests to
         connections (measured: 53 requests/s at C=64); one connection per client keeps that constant.
+        Ctrl-C, SIGTERM or a request that fails for good stops the workers taking new requests; those in
+        flight finish (and reach on_result) before KeyboardInterrupt or the error is raised, so a resumed
+        run never sends them again.
         """
         import httpx
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -70,14 +76,26 @@ class OpenAIBackend:
             limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
             async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits, headers=headers,
                                          verify=tls) as client:
-                while not queue.empty():
+                while not queue.empty() and not stop.halted:
                     i = queue.get_nowait()
-                    results[i] = await one(client, requests[i])
+                    try:
+                        results[i] = await one(client, requests[i])
+                    except Exception:
+                        stop.halted = True  # the others finish (and hand over) what they have in flight
+                        raise
                     if on_result:
                         on_result(i, results[i])
                     if progress:
                         progress(1)
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(requests)))))
+        with _StopOnSignal() as stop:  # installed before the first request is sent
+            workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(requests)))]
+            stop.tasks = workers
+            outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if stop.interrupted or any(isinstance(f, asyncio.CancelledError) for f in failures):
+            raise KeyboardInterrupt
+        if failures:
+            raise failures[0]
         return results
 
     def _headers(self) -> dict[str, str]:
@@ -207,6 +225,46 @@ def _retry_after(value: str | None) -> float | None:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
         except (TypeError, ValueError):
             return None
+
+
+class _StopOnSignal:
+    """While a batch is sent: the first SIGINT/SIGTERM asks the workers to stop after their request in
+    flight; a second one cancels them at once. Only in the main thread (signals go nowhere else)."""
+
+    def __init__(self):
+        self.interrupted = False  # a signal came
+        self.halted = False       # no new requests: interrupted, or a request failed
+        self.tasks: list[asyncio.Future] = []
+        self._installed: list[tuple[int, Any]] = []
+
+    def __enter__(self) -> "_StopOnSignal":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, self._on_signal)
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows' loop has no signal handlers
+                continue
+            self._installed.append((sig, previous))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        loop = asyncio.get_running_loop()
+        for sig, previous in self._installed:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)
+
+    def _on_signal(self) -> None:
+        if self.interrupted:
+            for task in self.tasks:
+                task.cancel()
+            return
+        self.interrupted = self.halted = True
+        in_flight = sum(not task.done() for task in self.tasks)
+        log.warning("stopping: finishing %d request(s) in flight so none is sent twice "
+                    "(interrupt again to stop now)", in_flight)
 
 
 def _run(coro):
