@@ -1,9 +1,9 @@
 """tunewise: prompt engineering, fine-tuning, or both? Measured on your own task."""
 
 from .config import Task, load_task, validate_task
-from .errors import DataError, TaskFileError, TunewiseError
+from .errors import DataError, Interrupted, TaskFileError, TunewiseError
 from .runner import RunResult, run
 
-__all__ = ["DataError", "RunResult", "Task", "TaskFileError", "TunewiseError", "load_task", "run",
+__all__ = ["DataError", "Interrupted", "RunResult", "Task", "TaskFileError", "TunewiseError", "load_task", "run",
            "validate_task"]
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .errors import TunewiseError
+from .errors import Interrupted, TunewiseError
 
 HOME_OPTION = click.option("--home", default=".tunewise", show_default=True, type=click.Path(),
                            help="Directory of the results store and reports.")
@@ -19,7 +19,8 @@ def friendly(command):
     """One-line errors with exit code 2; a traceback only with --debug."""
     @functools.wraps(command)
     def wrapper(*args, debug: bool = False, **kwargs):
-        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run as Ctrl-C does: finished work saved
+        for sig in (signal.SIGINT, signal.SIGTERM):  # `kill` stops a run as Ctrl-C does: finished work saved
+            signal.signal(sig, _interrupt)
         try:
             return command(*args, **kwargs)
         except TunewiseError as err:
@@ -27,14 +28,14 @@ def friendly(command):
                 raise
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             click.echo("\ninterrupted: finished work is saved; run the same command again to resume.", err=True)
-            sys.exit(130)
+            sys.exit(128 + getattr(err, "signum", signal.SIGINT))  # the shell's convention: 130, or 143
     return click.option("--debug", is_flag=True, help="Show full tracebacks.")(wrapper)
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise Interrupted(signum)
 
 
 @click.group()

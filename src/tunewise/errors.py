@@ -36,3 +36,16 @@ class LeakageError(TunewiseError):
 
 class MissingDependencyError(TunewiseError):
     """An optional package is needed; the message says how to install it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or `kill` (SIGTERM) stopped a run; what finished is saved.
+
+    A subclass, so `except KeyboardInterrupt` still catches it. Being a subclass also keeps CPython from
+    exiting through SIGINT afterwards: an exact KeyboardInterrupt raised inside exec'd code (a dataclass
+    being defined during an import) marks the process "interrupted" even when the exception is handled.
+    """
+
+    def __init__(self, signum: int = 2):
+        super().__init__(signum)
+        self.signum = signum

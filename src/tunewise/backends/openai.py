@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..errors import TunewiseError
+from ..errors import Interrupted, TunewiseError
 from ..parsing import parse_label
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, truncate_at_stop
 
@@ -93,7 +93,7 @@ class OpenAIBackend:
             outcomes = await asyncio.gather(*workers, return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if stop.interrupted or any(isinstance(f, asyncio.CancelledError) for f in failures):
-            raise KeyboardInterrupt
+            raise Interrupted(stop.signum)
         if failures:
             raise failures[0]
         return results
@@ -233,6 +233,7 @@ class _StopOnSignal:
 
     def __init__(self):
         self.interrupted = False  # a signal came
+        self.signum = signal.SIGINT
         self.halted = False       # no new requests: interrupted, or a request failed
         self.tasks: list[asyncio.Future] = []
         self._installed: list[tuple[int, Any]] = []
@@ -244,7 +245,7 @@ class _StopOnSignal:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(sig)
             try:
-                loop.add_signal_handler(sig, self._on_signal)
+                loop.add_signal_handler(sig, self._on_signal, sig)
             except (NotImplementedError, RuntimeError, ValueError):  # Windows' loop has no signal handlers
                 continue
             self._installed.append((sig, previous))
@@ -256,12 +257,13 @@ class _StopOnSignal:
             loop.remove_signal_handler(sig)
             signal.signal(sig, previous)
 
-    def _on_signal(self) -> None:
+    def _on_signal(self, signum: int) -> None:
         if self.interrupted:
             for task in self.tasks:
                 task.cancel()
             return
         self.interrupted = self.halted = True
+        self.signum = signum
         in_flight = sum(not task.done() for task in self.tasks)
         log.warning("stopping: finishing %d request(s) in flight so none is sent twice "
                     "(interrupt again to stop now)", in_flight)
