@@ -273,3 +273,23 @@ def test_sigterm_ten_times_resumes_without_sending_any_request_twice(tmp_path):
     assert unsaved == [0] * 10  # each stop waited for its requests in flight and saved their answers
     # counted at the server: every request arrived exactly once over the eleven processes
     assert server.received == len(server.answered) == sum(server.answered.values())
+
+
+def test_ctrl_c_in_the_cli_waits_for_the_requests_in_flight_and_exits_130(tmp_path):
+    rows = [{"word": f"word{i}", "label": "positive"} for i in range(40)]
+    data = tmp_path / "words.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FaultyServer(lambda m: "positive", delay_s=1.0) as server:
+        task = tmp_path / "task.yaml"
+        task.write_text(KILL_TASK.format(data=data, url=server.url))
+        proc = subprocess.Popen([sys.executable, "-m", "tunewise", "run", "--no-progress", "--home",
+                                 str(tmp_path / "h"), str(task)], env=dict(os.environ, HF_HUB_OFFLINE="1"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while server.received < 4 and time.monotonic() < deadline:  # four requests in flight, none answered
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        stderr = proc.stderr.read()
+        assert "finishing 4 request(s) in flight" in stderr and "run the same command again" in stderr
+        assert server.received == 4 and _saved_answers(tmp_path / "h") == 4

@@ -29,4 +29,5 @@ def remote_backend(endpoint) -> Backend:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(endpoint.tokenizer))
     return OpenAIBackend(endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,
                          concurrency=endpoint.concurrency, timeout_s=endpoint.timeout_s,
-                         max_retries=endpoint.max_retries, backoff_s=endpoint.backoff_s, logprobs=endpoint.logprobs, tokenizer=tokenizer)
+                         max_retries=endpoint.max_retries, backoff_s=endpoint.backoff_s,
+                         logprobs=endpoint.logprobs, tokenizer=tokenizer)
