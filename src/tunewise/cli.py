@@ -16,7 +16,8 @@ HOME_OPTION = click.option("--home", default=".tunewise", show_default=True, typ
 
 
 def friendly(command):
-    """One-line errors with exit code 2; a traceback only with --debug."""
+    """One-line errors with exit code 2; a traceback only with --debug. Ctrl-C and SIGTERM stop the
+    command through `Interrupted` (work in flight is finished and saved) and exit with 130 or 143."""
     @functools.wraps(command)
     def wrapper(*args, debug: bool = False, **kwargs):
         for sig in (signal.SIGINT, signal.SIGTERM):  # `kill` stops a run as Ctrl-C does: finished work saved
