@@ -49,10 +49,12 @@ def test_rerun_answers_from_the_cache(task_file, tmp_path):
     assert {k: strip(v) for k, v in first.summaries.items()} == {k: strip(v) for k, v in second.summaries.items()}
 
 
-def test_interrupted_run_resumes_without_redoing_work(task_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cache", ["develop", "measure"])
+def test_interrupted_run_resumes_without_redoing_work(task_file, tmp_path, monkeypatch, cache):
     monkeypatch.setattr("tunewise.backends.cached.CHUNK", 2)
     task = tunewise.load_task(task_file)
-    task = task.model_copy(update={"consistency": task.consistency.model_copy(update={"enabled": False})})
+    task = task.model_copy(update={"consistency": task.consistency.model_copy(update={"enabled": False}),
+                                   "cache": cache})  # measure: answers are the run's own, reused by its resume
     reference = tunewise.run(task, home=tmp_path / "ref", progress=False,
                              backend_factory=fake_factory(FakeBackend(oracle)))
 
