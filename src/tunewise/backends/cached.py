@@ -39,20 +39,20 @@ class CachedBackend:
         if progress and hits:
             progress(sum(r is not None for r in results))
         todo = [i for i, r in enumerate(results) if r is None]
-        if "on_result" in inspect.signature(send).parameters:
-            # a concurrent backend hands over each answer as it arrives and it is saved at once: a kill loses
-            # only requests in flight. One call for all keeps C requests in flight instead of draining every chunk
-            def save(j, answer):
-                self.store.cache_put(self.model_key, kind, [(keys[todo[j]], answer)])
-            answers = send([requests[i] for i in todo], progress, on_result=save) if todo else []
-            for i, answer in zip(todo, answers):
-                results[i] = answer
-            return results
-        # other backends are sent (and saved) a chunk at a time: Ctrl-C loses at most one chunk's work
-        for start in range(0, len(todo), self.chunk):
-            part = todo[start:start + self.chunk]
-            answers = send([requests[i] for i in part], progress)
-            self.store.cache_put(self.model_key, kind, [(keys[i], a) for i, a in zip(part, answers)])
+        streaming = "on_result" in inspect.signature(send).parameters
+        # a concurrent backend hands over each answer as it arrives and it is saved at once (a kill loses only
+        # requests in flight), so it gets everything in one call: chunks would drain its C requests in flight.
+        # Other backends are sent and saved a chunk at a time: Ctrl-C loses at most one chunk's work.
+        size = max(1, len(todo)) if streaming else self.chunk
+        for start in range(0, len(todo), size):
+            part = todo[start:start + size]
+            if streaming:
+                def save(j, answer, part=part):
+                    self.store.cache_put(self.model_key, kind, [(keys[part[j]], answer)])
+                answers = send([requests[i] for i in part], progress, on_result=save)
+            else:
+                answers = send([requests[i] for i in part], progress)
+                self.store.cache_put(self.model_key, kind, [(keys[i], a) for i, a in zip(part, answers)])
             for i, answer in zip(part, answers):
                 results[i] = answer
         return results

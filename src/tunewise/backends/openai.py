@@ -92,8 +92,8 @@ class OpenAIBackend:
             stop.tasks = workers
             outcomes = await asyncio.gather(*workers, return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if stop.interrupted or any(isinstance(f, asyncio.CancelledError) for f in failures):
-            raise Interrupted(stop.signum)
+        if stop.signum is not None or any(isinstance(f, asyncio.CancelledError) for f in failures):
+            raise Interrupted(stop.signum or signal.SIGINT)
         if failures:
             raise failures[0]
         return results
@@ -232,9 +232,8 @@ class _StopOnSignal:
     flight; a second one cancels them at once. Only in the main thread (signals go nowhere else)."""
 
     def __init__(self):
-        self.interrupted = False  # a signal came
-        self.signum = signal.SIGINT
-        self.halted = False       # no new requests: interrupted, or a request failed
+        self.signum: int | None = None  # the signal that came, if one did
+        self.halted = False  # no new requests: a signal came, or a request failed
         self.tasks: list[asyncio.Future] = []
         self._installed: list[tuple[int, Any]] = []
 
@@ -258,12 +257,11 @@ class _StopOnSignal:
             signal.signal(sig, previous)
 
     def _on_signal(self, signum: int) -> None:
-        if self.interrupted:
+        if self.signum is not None:
             for task in self.tasks:
                 task.cancel()
             return
-        self.interrupted = self.halted = True
-        self.signum = signum
+        self.signum, self.halted = signum, True
         in_flight = sum(not task.done() for task in self.tasks)
         log.warning("stopping: finishing %d request(s) in flight so none is sent twice "
                     "(interrupt again to stop now)", in_flight)
