@@ -58,9 +58,9 @@ class Flops:
 
 def prompt_arms(data):
     from tunewise.arms.prompt import PromptArm
-    from tunewise.config import FewShotArm, ZeroShotArm
-    zero = PromptArm(ZeroShotArm(type="zero_shot", name="zero_shot", decoding="constrained"), data.task, data.labels)
-    eight = PromptArm(FewShotArm(type="few_shot", name="8-shot", k=8, decoding="constrained"), data.task, data.labels)
+    from tunewise.arms import FewShotConfig, ZeroShotConfig
+    zero = PromptArm(ZeroShotConfig(type="zero_shot", name="zero_shot", decoding="constrained"), data.task, data.labels)
+    eight = PromptArm(FewShotConfig(type="few_shot", name="8-shot", k=8, decoding="constrained"), data.task, data.labels)
     eight.prepare(data.splits)
     return [zero, eight]
 

@@ -52,7 +52,7 @@ def profile_training(data, steps: int, precision: str) -> None:
     tok, eot = setup.base.tokenizer, setup.base.end_of_turn_id()
     examples = [build_example(tok, p, e.target_text, eot, 256) for p, e in zip(setup.prompts, setup.train)]
     settings = setup.settings.model_copy(update={"precision": precision})
-    trainer = SFTTrainer(setup.fresh_model(), settings, examples, out_dir=Path(tempfile.mkdtemp()), lr=1e-3)
+    trainer = SFTTrainer(setup.fresh_model(), settings, examples, out_dir=Path(tempfile.mkdtemp()))
     with torch.profiler.profile() as prof:
         trainer.train()
     print(f"\n## LoRA training ({precision}), {steps} steps of 8: {shares(prof)}\n")

@@ -20,6 +20,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunewise.backends.local import LocalBackend
+from tunewise.models import EMBEDDED
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import accuracy, demo_data, rate_table, timed  # noqa: E402
 
@@ -41,24 +44,27 @@ class TrainRow:
 class Setup:
     def __init__(self, data, n_train: int):
         from tunewise.arms.tuned import TunedArm
-        from tunewise.backends.local import LocalBackend
-        from tunewise.models import EMBEDDED
         self.data = data
         config = next(a for a in data.task.arms if a.type == "lora")
-        self.settings = config.train
         self.arm = TunedArm(config, data.task, data.labels)
+        self.settings = self.arm.settings(n_train)  # every default resolved, as the arm trains with
         self.base = LocalBackend(EMBEDDED, device="cpu", batch_size=data.task.batch_size)
         self.train = data.splits.train[:n_train]
         self.test = data.splits.test
         self.prompts = [self.base.render(self.arm.prompter.messages(e)) for e in self.train]
 
     def fresh_model(self):
-        return self.arm._fresh_model(self.base)  # the base weights with a seeded LoRA adapter
+        """The base weights with a seeded LoRA adapter, as the arm starts its training."""
+        import torch
+        from tunewise.models import load_causal_lm, with_lora
+        model = load_causal_lm(EMBEDDED, "cpu")
+        torch.manual_seed(self.arm.seed)
+        cfg = self.arm.config
+        return with_lora(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules)
 
     def test_accuracy(self, peft_model, key: str) -> float:
-        from tunewise.arms.tuned import _tuned_backend
         merged = peft_model.merge_and_unload().eval()
-        preds = self.arm.prompter.predict(self.test, _tuned_backend(self.base, merged, key))
+        preds = self.arm.prompter.predict(self.test, LocalBackend.sharing(self.base, merged, key))
         return accuracy([p.parsed for p in preds], [e.target for e in self.test])
 
 
@@ -70,8 +76,7 @@ def run_tunewise(setup: Setup, precision: str = "auto") -> tuple[TrainRow, list[
                 for p, e in zip(setup.prompts, setup.train)]
     model = setup.fresh_model()
     trainer = SFTTrainer(model, settings, examples, out_dir=Path(tempfile.mkdtemp()), evaluate=None,
-                         pad_id=setup.base.pad_id(), lr=setup.settings.learning_rate, epochs=setup.settings.epochs,
-                         seed=setup.arm.seed, device="cpu")
+                         pad_id=setup.base.pad_id(), device="cpu")
     state = trainer.train()
     flops = flops_per_token(model, full=False) * state.tokens_seen
     acc = setup.test_accuracy(model, "bench-tunewise")

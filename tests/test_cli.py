@@ -18,7 +18,7 @@ def test_run_then_show(task_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "zero_shot" in result.output and "few_shot" in result.output and "report:" in result.output
     shown = invoke("show", "latest", "--home", home)
-    assert shown.exit_code == 0 and "structured (scored)" in shown.output
+    assert shown.exit_code == 0 and "prompt: structured (scored labels)" in shown.output
     md = invoke("show", "latest", "--format", "markdown", "--home", home)
     assert md.output.startswith("# tunewise run")
     assert invoke("runs", "--home", home).output.count("words") == 1

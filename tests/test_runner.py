@@ -34,7 +34,7 @@ def test_run_stores_everything_and_writes_reports(task_file, tmp_path):
     report = json.loads(result.report_paths["json"].read_text())
     assert [a["name"] for a in report["arms"]] == ["zero_shot", "structured", "few_shot"]
     markdown = result.report_paths["markdown"].read_text()
-    assert "| zero_shot | zero_shot |" in markdown and "Output format:" in markdown
+    assert "| zero_shot | prompt: zero-shot |" in markdown and "Output format:" in markdown
 
 
 def test_rerun_answers_from_the_cache(task_file, tmp_path):
@@ -92,11 +92,11 @@ def test_store_has_a_versioned_schema(tmp_path):
 
 
 def test_few_shot_similar_picks_the_nearest_examples(task_file, tmp_path):
-    from tunewise.arms import build_arm
+    from tunewise.arms import build
     from tunewise.data import load_examples, make_splits
     task = tunewise.load_task(task_file)
     config = task.arms[2].model_copy(update={"selection": "similar", "k": 1})
-    arm = build_arm(config, task, ["negative", "positive"])
+    arm = build(config, task, ["negative", "positive"])
     splits = make_splits(task, load_examples(task))
     arm.prepare(splits)
     probe = splits.train[0].__class__(id="x", input="Word: " + splits.train[3].input[6:] + "s", target="", line=0)

@@ -77,8 +77,8 @@ def test_a_rerun_reuses_the_finished_training(tuning_task, tmp_path, monkeypatch
 
 
 def _trainer(model, out_dir, examples, **kw):
-    args = TrainSettings(epochs=2, batch_size=2, checkpoint_every_s=1e-9, patience=0)
-    return SFTTrainer(model, args, examples, out_dir=out_dir, lr=1e-2, seed=3, **kw)
+    args = TrainSettings(epochs=2, batch_size=2, checkpoint_every_s=1e-9, patience=0, learning_rate=1e-2, seed=3)
+    return SFTTrainer(model, args, examples, out_dir=out_dir, **kw)
 
 
 def _examples(backend):
@@ -137,8 +137,8 @@ def test_early_stopping_keeps_the_best_epoch(tiny_backend, tiny_model_dir, tmp_p
         snapshots.append({k: v.detach().clone() for k, v in m.named_parameters() if v.requires_grad})
         return next(metrics)
 
-    args = TrainSettings(epochs=5, batch_size=4, patience=2)
-    state = SFTTrainer(model, args, _examples(tiny_backend), out_dir=tmp_path, evaluate=evaluate, lr=1e-2).train()
+    args = TrainSettings(epochs=5, batch_size=4, patience=2, learning_rate=1e-2, seed=0)
+    state = SFTTrainer(model, args, _examples(tiny_backend), out_dir=tmp_path, evaluate=evaluate).train()
     assert state.epoch == 4 and state.stopped_early and state.best_epoch == 2
     for name, value in model.named_parameters():
         if value.requires_grad:
@@ -159,10 +159,10 @@ def test_learning_curve_adds_train_sizes_and_shot_counts(tmp_path):
 def test_references_between_arms_are_checked():
     from tunewise.errors import TaskFileError
     base = {"instruction": "x", "data": {"path": "d.jsonl", "input": "w", "target": "y"}}
-    with pytest.raises(TaskFileError, match="not a lora or full arm"):
+    with pytest.raises(TaskFileError, match="tuned .* is not the name of a fine-tune arm"):
         validate_task(dict(base, arms=[{"type": "zero_shot"}, {"type": "hybrid", "tuned": "zero_shot",
                                                                 "prompt": "zero_shot"}]))
-    with pytest.raises(TaskFileError, match="neither 'bare' nor a prompt arm"):
+    with pytest.raises(TaskFileError, match="prompt .* is not the name of a prompt arm"):
         validate_task(dict(base, arms=[{"type": "lora", "prompt": "nope"}]))
 
 
@@ -193,8 +193,8 @@ def test_bfloat16_mixed_precision_keeps_float32_weights_and_the_loss(tiny_backen
     losses = {}
     for precision in ("float32", "bfloat16"):
         model = _lora(tiny_model_dir)
-        args = TrainSettings(epochs=1, batch_size=8, precision=precision)
-        trainer = SFTTrainer(model, args, examples, out_dir=tmp_path / precision, lr=1e-2)
+        args = TrainSettings(epochs=1, batch_size=8, precision=precision, learning_rate=1e-2, seed=0)
+        trainer = SFTTrainer(model, args, examples, out_dir=tmp_path / precision)
         assert trainer.precision == precision
         ids, labels, mask = trainer.collate(list(range(8)))
         losses[precision] = trainer.loss(ids, labels, mask).item()

@@ -82,15 +82,12 @@ def demo_command(no_progress: bool, quick: bool, write_task: Path | None, home: 
 @friendly
 def show_command(run_id: str, fmt: str, home: str) -> None:
     """Print a stored run's table (RUN_ID, a unique prefix, or 'latest')."""
-    import json
-    from .report import build_report, print_table, to_markdown
-    store = _open_store(home)
-    try:
-        report = build_report(store, run_id)
-    except KeyError:
-        raise TunewiseError(f"no run {run_id!r} in {store.path}") from None
+    from .reports import to_json
+    from .reports.markdown import to_markdown
+    from .reports.terminal import print_table
+    report = _report(_open_store(home), run_id)
     if fmt == "json":
-        click.echo(json.dumps(report, indent=2))
+        click.echo(to_json(report))
     elif fmt == "markdown":
         click.echo(to_markdown(report))
     else:
@@ -105,12 +102,9 @@ def show_command(run_id: str, fmt: str, home: str) -> None:
 @friendly
 def report_command(run_id: str, out: Path | None, open_it: bool, home: str) -> None:
     """Write a run's HTML, Markdown and JSON reports from the store."""
-    from .report import write_reports
-    store = _open_store(home)
-    run = store.get_run(run_id)
-    if run is None:
-        raise TunewiseError(f"no run {run_id!r} in {store.path}")
-    paths = write_reports(store, run["id"], out or Path(home) / "runs" / run["id"])
+    from .reports import write_reports
+    report = _report(_open_store(home), run_id)
+    paths = write_reports(report, out or Path(home) / "runs" / report.run_id)
     click.echo(f"wrote {paths['html']}, {paths['markdown'].name} and {paths['json'].name}")
     if open_it:
         import webbrowser
@@ -124,24 +118,9 @@ def report_command(run_id: str, out: Path | None, open_it: bool, home: str) -> N
 @friendly
 def compare_command(run_a: str, run_b: str, home: str) -> None:
     """Compare two runs arm by arm."""
-    from rich.console import Console
-    from rich.table import Table
-    from .report import build_report, compare_runs
+    from .reports.terminal import print_comparison
     store = _open_store(home)
-    reports = []
-    for run_id in (run_a, run_b):
-        try:
-            reports.append(build_report(store, run_id))
-        except KeyError:
-            raise TunewiseError(f"no run {run_id!r} in {store.path}") from None
-    header, rows = compare_runs(*reports)
-    console = Console() if Console().is_terminal else Console(width=160)
-    table = Table(title=f"{reports[0]['task']} vs {reports[1]['task']}")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_comparison(_report(store, run_a), _report(store, run_b))
 
 
 @main.command("runs")
@@ -163,9 +142,17 @@ def _open_store(home: str):
     return Store(path)
 
 
+def _report(store, run_id: str):
+    from .analysis import build_report
+    try:
+        return build_report(store, run_id)
+    except KeyError:
+        raise TunewiseError(f"no run {run_id!r} in {store.path}") from None
+
+
 def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool) -> None:
     import time
-    from .report import print_table
+    from .reports.terminal import print_table
     from .runner import run
     start = time.perf_counter()
     result = run(task, home=home, strict=strict, progress=progress, task_file=task_file,

@@ -9,13 +9,10 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import registry
 from .errors import TaskFileError
 
 TaskType = Literal["classification", "generation", "extraction"]
-
-PROMPT_ARMS = ("zero_shot", "structured", "few_shot")  # arm types that only build prompts
-TRAINED_ARMS = ("lora", "full")                         # arm types that train a model
-TUNED_ARMS = TRAINED_ARMS + ("hybrid",)                 # arm types answered by a trained model
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["accuracy", "macro_f1"],
@@ -69,7 +66,9 @@ class GenerationConfig(Strict):
     seed: int = 0
 
 
-class _ArmBase(Strict):
+class ArmSettings(Strict):
+    """What every arm type's configuration has; each type adds its own fields (see tunewise.arms)."""
+    type: str
     name: str | None = None
     model: str | None = Field(None, description="overrides the task's model for this arm")
     decoding: Literal["generate", "constrained"] = Field(
@@ -77,9 +76,9 @@ class _ArmBase(Strict):
     calibrate: bool = Field(False, description="constrained only: subtract each label's score for a content-free "
                                                "input (contextual calibration), removing the prompt's label bias")
 
-
-class ZeroShotArm(_ArmBase):
-    type: Literal["zero_shot"]
+    def references(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """Other arms this one names: (field, arm name, the families that arm must belong to)."""
+        return []
 
 
 class Levers(Strict):
@@ -89,21 +88,9 @@ class Levers(Strict):
     constraints: bool = True
 
 
-class StructuredArm(_ArmBase):
-    type: Literal["structured"]
-    levers: Levers = Field(default_factory=Levers)
-
-
-class FewShotArm(_ArmBase):
-    type: Literal["few_shot"]
-    k: int = Field(4, gt=0, le=64)
-    selection: Literal["random", "similar"] = "random"
-    structured: bool = Field(False, description="add context, format and constraints too")
-    levers: Levers = Field(default_factory=Levers)
-
-
 class TrainSettings(Strict):
-    """Training knobs, named after their TRL/transformers counterparts where one exists."""
+    """Training knobs, named after their TRL/transformers counterparts where one exists: the single source
+    of every setting the training loop reads (the arm resolves the defaults left as None)."""
     epochs: int = Field(1, gt=0, description="num_train_epochs")
     learning_rate: float | None = Field(None, gt=0, description="default 1e-3 for LoRA, 5e-5 for full")
     batch_size: int = Field(8, gt=0, description="per_device_train_batch_size")
@@ -121,29 +108,6 @@ class TrainSettings(Strict):
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="bfloat16: mixed precision (bf16 matrix products; float32 weights, gradients and "
                             "optimizer); auto: bfloat16 where the hardware has it natively, else float32")
-
-
-class FineTuneArm(_ArmBase):
-    type: Literal["lora", "full"]
-    prompt: str = Field("bare", description="bare (the input alone) or a prompt arm's name, "
-                                            "used in training and at inference")
-    r: int = Field(8, gt=0, description="LoRA rank")
-    alpha: int = Field(16, gt=0, description="LoRA alpha")
-    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
-    target_modules: list[str] | None = Field(None, description="LoRA targets; default: the attention projections")
-    train: TrainSettings = Field(default_factory=TrainSettings)
-    merge: bool = Field(False, description="also save the LoRA weights merged into a full model")
-
-
-class HybridArm(_ArmBase):
-    """A fine-tuned arm's model asked with a prompt arm's prompt."""
-    type: Literal["hybrid"]
-    tuned: str = Field(description="name of a lora or full arm")
-    prompt: str = Field(description="name of a prompt arm (zero_shot, structured, few_shot)")
-
-
-ArmConfig = Annotated[Union[ZeroShotArm, StructuredArm, FewShotArm, FineTuneArm, HybridArm],
-                      Field(discriminator="type")]
 
 
 class LearningCurve(Strict):
@@ -220,8 +184,9 @@ class Task(Strict):
     device: str = "auto"
     batch_size: int = Field(16, gt=0)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
-    arms: list[ArmConfig] = Field(default_factory=lambda: [
-        ZeroShotArm(type="zero_shot"), StructuredArm(type="structured"), FewShotArm(type="few_shot")])
+    # the union of the registered arm types' configs (built by _arm_union as arm types register)
+    arms: list[ArmConfig] = Field(default_factory=lambda: [{"type": "zero_shot"}, {"type": "structured"},
+                                                           {"type": "few_shot"}], validate_default=True)
     learning_curve: LearningCurve | None = None
     target: Target | None = Field(None, description="the quality the user needs, e.g. accuracy 0.9")
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
@@ -259,18 +224,17 @@ class Task(Strict):
         return self
 
     def _check_references(self) -> None:
+        family, types = registry.family, registry.types
         kinds = {arm_name(a): a.type for a in self.arms}
         for arm in self.arms:
-            if isinstance(arm, FineTuneArm) and arm.prompt != "bare" and kinds.get(arm.prompt) not in PROMPT_ARMS:
-                raise ValueError(f"arm {arm_name(arm)!r}: prompt {arm.prompt!r} is neither 'bare' nor a prompt arm")
-            if isinstance(arm, HybridArm):
-                if kinds.get(arm.tuned) not in TRAINED_ARMS:
-                    raise ValueError(f"arm {arm_name(arm)!r}: tuned {arm.tuned!r} is not a lora or full arm")
-                if kinds.get(arm.prompt) not in PROMPT_ARMS:
-                    raise ValueError(f"arm {arm_name(arm)!r}: prompt {arm.prompt!r} is not a prompt arm")
+            for field, name, families in arm.references():
+                if family(kinds.get(name, "")) not in families:
+                    allowed = [t for t in types() if family(t) in families]
+                    raise ValueError(f"arm {arm_name(arm)!r}: {field} {name!r} is not the name of "
+                                     f"a {' or '.join(families)} arm of the task ({', '.join(allowed)})")
         curve = self.learning_curve
         if curve:
-            if curve.arm and kinds.get(curve.arm) not in TRAINED_ARMS:
+            if curve.arm and family(kinds.get(curve.arm, "")) != "fine-tune":
                 raise ValueError(f"learning_curve.arm {curve.arm!r} is not a lora or full arm")
             if curve.few_shot_arm and kinds.get(curve.few_shot_arm) != "few_shot":
                 raise ValueError(f"learning_curve.few_shot_arm {curve.few_shot_arm!r} is not a few_shot arm")
@@ -292,8 +256,20 @@ class Task(Strict):
         return out
 
 
-def arm_name(arm: _ArmBase) -> str:
-    return arm.name or arm.type  # type: ignore[attr-defined]
+def _arm_union(configs: list[type[ArmSettings]]) -> None:
+    """Make Task accept exactly the registered arm types (a union discriminated by `type`)."""
+    global ArmConfig
+    ArmConfig = Annotated[Union[tuple(configs)], Field(discriminator="type")] if len(configs) > 1 else configs[0]
+    # the field keeps the type it was first resolved with: set it anew, then rebuild the validator
+    Task.model_fields["arms"].annotation = list[ArmConfig]  # type: ignore[valid-type]
+    Task.model_rebuild(force=True)
+
+
+registry.on_register(_arm_union)
+
+
+def arm_name(arm: ArmSettings) -> str:
+    return arm.name or arm.type
 
 
 def load_task(path: str | Path) -> Task:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .arms.base import Arm
 from .backends.base import Backend
 from .config import ConsistencyConfig, Task
 
@@ -32,28 +33,22 @@ def agreement(answers_per_item: list[list[Any]]) -> float:
     return float(np.mean(shares)) if shares else float("nan")
 
 
-def prompter_of(arm):
-    """The prompt builder behind an arm (fine-tuned and hybrid arms delegate to one)."""
-    return getattr(arm, "prompter", arm)
-
-
-def measure(arm, examples, backend: Backend, task: Task, progress=None) -> dict[str, Any]:
+def measure(arm: Arm, examples, backend: Backend, task: Task, progress=None) -> dict[str, Any]:
     """Sample agreement (N samples at temperature T), paraphrase agreement, format compliance."""
     config = task.consistency
     items = examples[: config.max_items]
-    prompter = prompter_of(arm)
-    base = prompter.predict(items, backend)
+    base = arm.predict(items, backend)
     out: dict[str, Any] = {"items": len(items), "samples": config.samples, "temperature": config.temperature,
                            "format_ok": float(np.mean([p.parsed is not None for p in base]))}
-    out["sample_agreement"] = _sample_agreement(prompter, items, backend, config, base, task.splits.seed)
+    out["sample_agreement"] = _sample_agreement(arm, items, backend, config, base, task.splits.seed)
     if progress:
         progress(1)
-    if prompter.system is None:
+    if not arm.asks_instruction:
         out["paraphrase_agreement"] = None  # asked with the bare input: no instruction to reword
     else:
         answers = [[p.parsed] for p in base]
         for text in paraphrases(task, config):
-            for row, pred in zip(answers, prompter.variant(instruction=text).predict(items, backend)):
+            for row, pred in zip(answers, arm.variant(instruction=text).predict(items, backend)):
                 row.append(pred.parsed)
         out["paraphrase_agreement"] = agreement(answers)
         out["paraphrases"] = len(answers[0]) - 1 if answers else 0
@@ -62,8 +57,8 @@ def measure(arm, examples, backend: Backend, task: Task, progress=None) -> dict[
     return out
 
 
-def _sample_agreement(prompter, items, backend, config: ConsistencyConfig, base, seed: int) -> float:
-    if prompter.config.decoding == "constrained":
+def _sample_agreement(arm: Arm, items, backend, config: ConsistencyConfig, base, seed: int) -> float:
+    if arm.decoding == "constrained":
         # scored labels: sample from softmax(logprob / T) over the labels, no model call needed
         rng = np.random.default_rng(seed)
         answers = []
@@ -76,7 +71,7 @@ def _sample_agreement(prompter, items, backend, config: ConsistencyConfig, base,
         return agreement(answers)
     answers = [[] for _ in items]
     for sample in range(config.samples):
-        sampled = prompter.variant(sampling=(config.temperature, sample)).predict(items, backend)
+        sampled = arm.variant(sampling=(config.temperature, sample)).predict(items, backend)
         for row, pred in zip(answers, sampled):
             row.append(pred.parsed)
     return agreement(answers)

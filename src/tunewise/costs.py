@@ -4,47 +4,51 @@ from __future__ import annotations
 
 from typing import Any
 
+from .reports.model import ArmCost, ArmResult
 
 
-def request_cost(arm: dict[str, Any], prices: dict[str, Any]) -> tuple[float, str]:
+def request_cost(arm: ArmResult, prices: dict[str, Any]) -> tuple[float, str]:
     """Cost of one request and how it was priced: by tokens (a priced model) or by measured seconds."""
-    s = arm["summary"]
+    s = arm.summary
     models = prices.get("models", {})
-    model_price = models.get(arm["model"]) or models.get(arm.get("endpoint_model") or "")
+    model_price = models.get(arm.model) or models.get(arm.endpoint_model or "")
     if model_price:
-        cost = (s["mean_input_tokens"] * model_price["input_per_million"]
-                + s["mean_output_tokens"] * model_price["output_per_million"]) / 1e6
+        cost = (s.mean_input_tokens * model_price["input_per_million"]
+                + s.mean_output_tokens * model_price["output_per_million"]) / 1e6
         return cost, "tokens"
-    seconds = 1.0 / s["examples_per_s"] if s["examples_per_s"] and s["examples_per_s"] > 0 else 0.0
+    seconds = 1.0 / s.examples_per_s if s.examples_per_s and s.examples_per_s > 0 else 0.0
     return seconds * prices.get("hardware_per_hour", 0.0) / 3600, "seconds"
 
 
-def training_cost(arm: dict[str, Any], prices: dict[str, Any], arms_by_name: dict[str, dict]) -> float:
-    """One-time cost: training wall time x price per hour; a hybrid shares its tuned arm's cost."""
-    training = arm.get("training") or {}
-    if arm["type"] == "hybrid" and training.get("uses") in arms_by_name:
-        training = arms_by_name[training["uses"]].get("training") or {}
+def training_record(arm: ArmResult, arms: dict[str, ArmResult]) -> dict[str, Any]:
+    """What training recorded for this arm; a hybrid shares its tuned arm's."""
+    training = arm.training or {}
+    if arm.family == "hybrid" and training.get("uses") in arms:
+        training = arms[training["uses"]].training or {}
+    return training
+
+
+def training_cost(arm: ArmResult, prices: dict[str, Any], arms: dict[str, ArmResult]) -> float:
+    """One-time cost: training wall time × price per hour."""
     per_hour = prices.get("training_per_hour")
     per_hour = prices.get("hardware_per_hour", 0.0) if per_hour is None else per_hour
-    return (training.get("wall_s") or 0.0) * per_hour / 3600
+    return (training_record(arm, arms).get("wall_s") or 0.0) * per_hour / 3600
 
 
-def arm_costs(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    prices = report["config"].get("prices") or {}
+def arm_costs(arms: list[ArmResult], prices: dict[str, Any]) -> dict[str, ArmCost]:
     volume = prices.get("requests_per_month", 0)
-    arms = {a["name"]: a for a in report["arms"] if a.get("summary")}
+    finished = {a.name: a for a in arms if a.summary is not None}
     out = {}
-    for name, arm in arms.items():
+    for name, arm in finished.items():
         per_request, basis = request_cost(arm, prices)
-        one_time = training_cost(arm, prices, arms)
-        out[name] = {"per_1k": per_request * 1000, "basis": basis, "one_time": one_time,
-                     "monthly": per_request * volume, "train_flops": (arm.get("training") or {}).get("train_flops")}
+        out[name] = ArmCost(per_1k=per_request * 1000, basis=basis, one_time=training_cost(arm, prices, finished),
+                            monthly=per_request * volume, train_flops=(arm.training or {}).get("train_flops"))
     return out
 
 
-def break_even(tuned_cost: dict[str, Any], prompt_cost: dict[str, Any]) -> float | None:
+def break_even(tuned: ArmCost, prompt: ArmCost) -> float | None:
     """Requests after which the tuned arm's one-time cost is paid back by cheaper requests; None if never."""
-    saving = (prompt_cost["per_1k"] - tuned_cost["per_1k"]) / 1000
+    saving = (prompt.per_1k - tuned.per_1k) / 1000
     if saving <= 0:
         return None
-    return tuned_cost["one_time"] / saving
+    return tuned.one_time / saving

@@ -8,7 +8,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from .config import PROMPT_ARMS, Task, load_task
+from .arms import family
+from .config import Task, load_task
 from .errors import MissingDependencyError
 from .models import package_dir
 
@@ -57,6 +58,6 @@ def demo_task(directory: str | Path, quick: bool = False) -> tuple[Task, Path]:
     task_file = write_demo(directory)
     task = load_task(task_file)
     if quick:
-        arms = [a for a in task.arms if a.type in PROMPT_ARMS]
+        arms = [a for a in task.arms if family(a.type) == "prompt"]
         task = task.model_copy(update={"arms": arms, "learning_curve": None})
     return task, task_file

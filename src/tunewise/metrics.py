@@ -1,4 +1,9 @@
-"""The metric role: score one answer, aggregate over a split, and say which direction is better."""
+"""The metric role: score one answer, aggregate over a split, and say which direction is better.
+
+Every metric also gives per-item sufficient statistics: rows whose sum over any set of items (or any
+bootstrap resample) determines the aggregate on those items. Resampling a corpus-level metric such as
+macro-F1 is then one matrix product, as sacrebleu does for BLEU.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +20,31 @@ import numpy as np
 class Metric:
     name: str
     item: Callable[[Any, Any], float]  # score of one (prediction, target)
-    corpus: Callable[[list, list], float] | None = None  # when the aggregate is not a mean of items
     higher_is_better: bool = True
+    # Only corpus-level metrics, whose aggregate is not a mean of item scores, set these two.
+    stats: Callable[[list, list, list[str] | None], np.ndarray] | None = None  # (preds, targets, labels) -> (n, d)
+    combine: Callable[[np.ndarray], np.ndarray] | None = None  # summed stats (..., d) -> aggregate (...)
+
+    @property
+    def corpus_level(self) -> bool:
+        return self.stats is not None
+
+    def item_stats(self, preds: list, targets: list, labels: list[str] | None = None) -> np.ndarray:
+        """Per-item sufficient statistics, shape (n, d); mean metrics have d = 1, the item score."""
+        if self.stats is not None:
+            return self.stats(preds, targets, labels)
+        return np.array([self.item(p, t) for p, t in zip(preds, targets)], dtype=float).reshape(-1, 1)
+
+    def from_stats(self, sums: np.ndarray, n: int) -> np.ndarray:
+        """The aggregate of n items from their summed statistics, vectorized over leading axes of sums."""
+        if self.combine is not None:
+            return self.combine(sums)
+        return sums[..., 0] / n
 
     def aggregate(self, preds: list, targets: list) -> float:
         if not preds:
             return float("nan")
-        if self.corpus is not None:
-            return self.corpus(preds, targets)
-        return float(np.mean([self.item(p, t) for p, t in zip(preds, targets)]))
+        return float(self.from_stats(self.item_stats(preds, targets).sum(axis=0), len(preds)))
 
 
 def _norm(text: Any) -> str:
@@ -37,15 +58,41 @@ def accuracy_item(pred: Any, target: Any) -> float:
     return float(pred is not None and str(pred) == str(target))
 
 
+def label_set(targets: list, *pred_lists: list) -> list[str]:
+    """Every target and every non-None prediction, as sorted strings."""
+    return sorted({str(t) for t in targets} | {str(p) for preds in pred_lists for p in preds if p is not None})
+
+
+def label_counts(preds: list, targets: list, labels: list[str] | None = None) -> np.ndarray:
+    """Per-item one-hot rows [tp | predicted | true] over the labels, shape (n, 3 * len(labels)).
+
+    A None prediction, or one outside the labels, predicts nothing.
+    """
+    labels = label_set(targets, preds) if labels is None else labels
+    column = {label: j for j, label in enumerate(labels)}
+    guess = np.array([-1 if p is None else column.get(str(p), -1) for p in preds], dtype=int)
+    truth = np.array([column.get(str(t), -1) for t in targets], dtype=int)
+    rows = np.zeros((len(preds), 3, len(labels)))
+    items = np.arange(len(preds))
+    hit = (guess >= 0) & (guess == truth)
+    rows[items[hit], 0, guess[hit]] = 1
+    rows[items[guess >= 0], 1, guess[guess >= 0]] = 1
+    rows[items[truth >= 0], 2, truth[truth >= 0]] = 1
+    return rows.reshape(len(preds), 3 * len(labels))
+
+
+def macro_f1_from_counts(sums: np.ndarray) -> np.ndarray:
+    """Mean over labels seen as target or prediction of 2tp / (2tp + fp + fn); 0 when no label is seen."""
+    tp, predicted, true = np.moveaxis(sums.reshape(*sums.shape[:-1], 3, -1), -2, 0)
+    seen = predicted + true > 0  # predicted + true = 2tp + fp + fn
+    f1 = np.where(seen, 2 * tp / np.maximum(predicted + true, 1), 0.0)
+    count = seen.sum(axis=-1)
+    return np.where(count > 0, f1.sum(axis=-1) / np.maximum(count, 1), 0.0)
+
+
 def macro_f1(preds: list, targets: list) -> float:
-    labels = sorted({str(t) for t in targets} | {str(p) for p in preds if p is not None})
-    scores = []
-    for label in labels:
-        tp = sum(1 for p, t in zip(preds, targets) if str(p) == label and str(t) == label)
-        fp = sum(1 for p, t in zip(preds, targets) if str(p) == label and str(t) != label)
-        fn = sum(1 for p, t in zip(preds, targets) if str(p) != label and str(t) == label)
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return float(np.mean(scores)) if scores else 0.0
+    """sklearn's f1_score(average='macro') over the labels present in the targets or the predictions."""
+    return float(macro_f1_from_counts(label_counts(preds, targets).sum(axis=0)))
 
 
 def exact_match(pred: Any, target: Any) -> float:
@@ -72,10 +119,16 @@ def _lcs(a: list[str], b: list[str]) -> int:
     return row[-1]
 
 
+def rouge_tokens(text: Any) -> list[str]:
+    """rouge-score's default tokenization without stemming: lowercase, anything but letters and digits
+    becomes a space. rouge-score keeps only a-z and 0-9, so it would drop the é of "café"; this keeps it."""
+    return re.sub(r"[^\w]|_", " ", str(text).lower()).split()
+
+
 def rouge_l(pred: Any, target: Any) -> float:
-    p, t = str(pred or "").lower().split(), str(target).lower().split()
+    p, t = rouge_tokens(pred or ""), rouge_tokens(target)
     if not p or not t:
-        return float(p == t)
+        return 0.0  # as rouge-score, even when both are empty
     lcs = _lcs(p, t)
     if lcs == 0:
         return 0.0
@@ -97,7 +150,7 @@ def key_accuracy(pred: Any, target: Any) -> float:
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("accuracy", accuracy_item),
-    Metric("macro_f1", accuracy_item, corpus=macro_f1),
+    Metric("macro_f1", accuracy_item, stats=label_counts, combine=macro_f1_from_counts),
     Metric("exact_match", exact_match),
     Metric("token_f1", token_f1),
     Metric("rouge_l", rouge_l),
@@ -110,17 +163,22 @@ def get_metric(name: str) -> Metric:
     return METRICS[name]
 
 
+def resample_counts(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
+    """How often each item is drawn in each bootstrap resample, shape (n_resamples, n_items).
+
+    Resample i is the row idx[i] of default_rng(seed).integers(0, n_items, (n_resamples, n_items)).
+    """
+    idx = np.random.default_rng(seed).integers(0, n_items, size=(n_resamples, n_items))
+    flat = (idx + n_items * np.arange(n_resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_resamples * n_items).reshape(n_resamples, n_items).astype(float)
+
+
 def bootstrap_interval(metric: Metric, preds: list, targets: list, *, n: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the aggregate, resampling items with replacement."""
     if not preds:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(preds), size=(n, len(preds)))
-    if metric.corpus is None:
-        items = np.array([metric.item(p, t) for p, t in zip(preds, targets)], dtype=float)
-        values = items[idx].mean(axis=1)
-    else:
-        values = np.array([metric.corpus([preds[i] for i in row], [targets[i] for i in row]) for row in idx])
+    sums = resample_counts(len(preds), n, seed) @ metric.item_stats(preds, targets)
+    values = metric.from_stats(sums, len(preds))
     alpha = (1 - level) / 2
     return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))

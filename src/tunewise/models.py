@@ -117,3 +117,70 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     fresh.generation_config = loaded.generation_config
     fresh.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+
+
+# -- loading and saving models for fine-tuning ------------------------------------------
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "Wqkv", "qkv_proj")
+
+
+def load_causal_lm(model: str, device: str):
+    """A private copy of a model's weights: bfloat16 on CUDA, float32 on CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    quiet_transformers()
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return AutoModelForCausalLM.from_pretrained(resolve_model(model), dtype=dtype).to(device)
+
+
+def with_lora(model, *, r: int, alpha: int, dropout: float, target_modules: list[str] | None):
+    """The model wrapped with fresh LoRA adapters (PEFT); only they are trainable."""
+    import warnings
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise MissingDependencyError("LoRA needs peft: pip install 'tunewise[train]'") from None
+    lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules=target_modules or attention_modules(model), task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, lora)
+
+
+def attention_modules(model) -> list[str]:
+    """The names of a model's attention projections, LoRA's default targets."""
+    import torch
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    found = [n for n in ATTENTION if n in names]
+    if not found:
+        raise TunewiseError("cannot tell this model's attention projections; set target_modules",
+                            field="target_modules")
+    return found
+
+
+def save_model(model, tokenizer, target: Path) -> None:
+    """Hugging Face format: a LoRA model saves its adapter (PEFT's format, which vLLM loads), a full model
+    its weights; the tokenizer goes alongside."""
+    if target.exists():
+        shutil.rmtree(target)
+    model.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+
+
+def merged(model):
+    """A LoRA model with its adapters merged into the weights: same outputs, no per-token overhead."""
+    return model.merge_and_unload().eval()
+
+
+def load_adapter(model: str, adapter: Path, device: str):
+    """The base model with a saved LoRA adapter, merged for inference."""
+    import warnings
+    from peft import PeftModel
+    base = load_causal_lm(model, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return merged(PeftModel.from_pretrained(base, str(adapter)))
+
+
+def load_saved(path: Path, device: str):
+    """A fully fine-tuned model saved by `save_model`."""
+    return load_causal_lm(str(path), device).eval()

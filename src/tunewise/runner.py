@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .arms import ArmContext, build_arm
+from .analysis import build_report
+from .arms import ArmContext, build, family
 from .backends import Backend, make_backend
 from .backends.cached import CachedBackend
-from .config import TRAINED_ARMS, Task, arm_name
+from .config import Task, arm_name
 from .consistency import measure as measure_consistency
 from .data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
 from .evaluate import prediction_rows, summarize
-from .report import build_report, write_reports
+from .reports import RunReport, write_reports
 from .store import Store
 
 DEFAULT_HOME = Path(".tunewise")
@@ -31,7 +32,7 @@ class RunResult:
     report_paths: dict[str, Path]
     summaries: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    report: dict = field(default_factory=dict)  # what the reports were written from
+    report: RunReport | None = None  # what the reports were written from
 
 
 class _Bars:
@@ -112,7 +113,7 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
 
         def prepared(name: str):
             if name not in arms:
-                arm = build_arm(configs[name], task, labels, configs)
+                arm = build(configs[name], task, labels, configs)
                 arm.prepare(splits, ctx)
                 arms[name] = arm
             return arms[name]
@@ -137,7 +138,7 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
             store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
     store.finish_run(run_id)
     report = build_report(store, run_id)
-    paths = write_reports(store, run_id, home / "runs" / run_id, report)
+    paths = write_reports(report, home / "runs" / run_id)
     return RunResult(run_id, store.path, paths, summaries, warnings, report)
 
 
@@ -158,7 +159,7 @@ def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
     curve = task.learning_curve
     if curve is None:
         return plan
-    tuned = _find(task, curve.arm, TRAINED_ARMS)
+    tuned = _find(task, curve.arm, "fine-tune")
     if tuned is not None:
         name = arm_name(tuned)
         for size in curve.sizes:
@@ -169,7 +170,7 @@ def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
                                                    "patience": 0})
             plan.append((tuned.model_copy(update={"name": f"{name}@{size}", "train": train}),
                          {"of": name, "size": size}))
-    few = _find(task, curve.few_shot_arm, ("few_shot",))
+    few = _find(task, curve.few_shot_arm, "prompt", "few_shot")
     if few is not None:
         name = arm_name(few)
         for k in curve.ks:
@@ -178,9 +179,10 @@ def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
     return plan
 
 
-def _find(task: Task, name: str | None, types: tuple[str, ...]):
+def _find(task: Task, name: str | None, arm_family: str, arm_type: str | None = None):
+    """The named arm, or the first of its family (and type)."""
     for arm in task.arms:
-        if arm.type in types and (name is None or arm_name(arm) == name):
+        if family(arm.type) == arm_family and arm_type in (None, arm.type) and name in (None, arm_name(arm)):
             return arm
     return None
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .config import TrainSettings
@@ -76,29 +77,34 @@ class TrainResult:
 class SFTTrainer:
     """Train `model` on `examples`; evaluate on dev after each epoch; keep the best weights.
 
+    `args` holds every knob; the caller resolves learning_rate and seed into it (they default to None).
     `evaluate(model) -> float` returns the dev metric (higher is better). Checkpoints in `out_dir`
     let an interrupted training continue where it stopped, with the same result.
     """
 
     def __init__(self, model, args: TrainSettings, examples: list[SFTExample], *, out_dir: Path,
-                 evaluate: Callable[[Any], float] | None = None, pad_id: int = 0, lr: float = 1e-3,
-                 epochs: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: Callable[[int, str], None] | None = None, flops_per_token: float = 0.0):
+                 evaluate: Callable[[Any], float] | None = None, pad_id: int = 0, device: str = "cpu",
+                 progress: Callable[[int, str], None] | None = None):
+        if args.learning_rate is None or args.seed is None:
+            raise ValueError("TrainSettings.learning_rate and .seed must be set before training "
+                             "(resolve the defaults with model_copy(update=...))")
         self.model, self.args, self.examples = model, args, examples
         self.out_dir, self.evaluate, self.pad_id = Path(out_dir), evaluate, pad_id
-        self.epochs = epochs or args.epochs
-        self.seed, self.device, self.progress = seed, device, progress
-        self.flops_per_token = flops_per_token
+        self.epochs, self.seed = args.epochs, args.seed
+        self.device, self.progress = device, progress
+        # answer tokens per example: the labels that remain targets after the one-token shift
+        self.answer_tokens = [sum(label != -100 for label in e.labels[1:]) for e in examples]
         self.precision = resolve_precision(args.precision, device)
         self.bf16 = self.precision == "bfloat16"
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=args.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.params, lr=args.learning_rate, weight_decay=args.weight_decay)
         self.total_steps = max(1, self.epochs * math.ceil(self.batches_per_epoch() / args.grad_accum))
         warmup = int(self.total_steps * args.warmup_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: _linear(step, warmup,
                                                                                                self.total_steps))
         self.state = TrainState()
         self.best: dict[str, torch.Tensor] | None = None
+        self.group_loss: float | torch.Tensor = 0.0  # the accumulation group's mean loss, summed so far
 
     # -- data ---------------------------------------------------------------
     def batches_per_epoch(self) -> int:
@@ -127,14 +133,15 @@ class SFTTrainer:
         return as_tensor(ids), as_tensor(labels), as_tensor(mask)
 
     # -- one step -----------------------------------------------------------
-    def loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over answer tokens; the output head runs on those positions only."""
+    def loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+             reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy over answer tokens (mean or sum); the output head runs on those positions only."""
         with torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
             hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
             targets = labels[:, 1:]
             keep = targets != -100
             logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
-        return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction=reduction)
 
     # -- the loop -----------------------------------------------------------
     def train(self) -> TrainState:
@@ -145,9 +152,10 @@ class SFTTrainer:
             batches = self.epoch_batches(self.state.epoch)
             while self.state.batch_in_epoch < len(batches):
                 start = time.perf_counter()
-                self._step(batches, self.state.batch_in_epoch)
+                stepped = self._step(batches, self.state.batch_in_epoch)
                 self.state.elapsed_s += time.perf_counter() - start
-                if time.perf_counter() - last_save > self.args.checkpoint_every_s:
+                # only between optimizer steps: a checkpoint does not hold half-accumulated gradients
+                if stepped and time.perf_counter() - last_save > self.args.checkpoint_every_s:
                     self.save_checkpoint()
                     last_save = time.perf_counter()
             self._end_epoch()
@@ -158,27 +166,36 @@ class SFTTrainer:
         self.model.eval()
         return self.state
 
-    def _step(self, batches: list[list[int]], index: int) -> None:
+    def _step(self, batches: list[list[int]], index: int) -> bool:
+        """One micro-batch forward and backward; an optimizer step at the end of its group. True if it stepped.
+
+        Each micro-batch's summed token loss is divided by the whole group's answer-token count, so the
+        accumulated gradient is that of the mean over all the group's answer tokens, however they are split.
+        """
         accum = self.args.grad_accum
         group_start = index - index % accum
         group = batches[group_start:group_start + accum]
+        group_tokens = max(1, sum(self.answer_tokens[i] for batch in group for i in batch))
         ids, labels, mask = self.collate(batches[index])
-        loss = self.loss(ids, labels, mask) / len(group)
+        loss = self.loss(ids, labels, mask, reduction="sum") / group_tokens
         loss.backward()
+        self.group_loss = self.group_loss + loss.detach()  # on the device: no sync per micro-batch
         self.state.batch_in_epoch += 1
         self.state.examples_seen += len(batches[index])
         self.state.tokens_seen += int(mask.sum())
-        if self.state.batch_in_epoch == group_start + len(group):
-            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.state.step += 1
-            value = loss.item() * len(group)
-            self.state.losses.append({"step": self.state.step, "epoch": self.state.epoch, "loss": value,
-                                      "lr": self.scheduler.get_last_lr()[0]})
-            if self.progress:
-                self.progress(1, f"loss {value:.3f}")
+        if self.state.batch_in_epoch < group_start + len(group):
+            return False
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        value, self.group_loss = float(self.group_loss), 0.0
+        self.state.losses.append({"step": self.state.step, "epoch": self.state.epoch, "loss": value,
+                                  "lr": self.scheduler.get_last_lr()[0]})
+        if self.progress:
+            self.progress(1, f"loss {value:.3f}")
+        return True
 
     def _end_epoch(self) -> None:
         state = self.state
@@ -209,7 +226,7 @@ class SFTTrainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         blob = {"state": asdict(self.state), "weights": self._trainable_state(), "best": self.best,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": torch.get_rng_state()}
+                "rng": self._rng_states()}
         tmp = self.out_dir / "checkpoint.pt.tmp"
         torch.save(blob, tmp)
         os.replace(tmp, self.out_dir / "checkpoint.pt")  # atomic: a crash leaves the previous one
@@ -217,17 +234,33 @@ class SFTTrainer:
     def _resume(self) -> None:
         path = self.out_dir / "checkpoint.pt"
         if not path.exists():
-            torch.manual_seed(self.seed)
+            torch.manual_seed(self.seed)  # CUDA's generators too
+            random.seed(self.seed)
+            np.random.seed(self.seed)
             return
         blob = torch.load(path, weights_only=False)
         self.model.load_state_dict(blob["weights"], strict=False)
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
-        torch.set_rng_state(blob["rng"])
+        self._set_rng_states(blob["rng"])
         self.best = blob["best"]
         self.state = TrainState(**blob["state"])
         if self.progress and self.state.step:
             self.progress(self.state.step, "resumed")
+
+    def _rng_states(self) -> dict[str, Any]:
+        """Every generator the training may draw from (dropout, LoRA dropout, user code), to resume alike."""
+        states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+        if self.device.startswith("cuda"):
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return states
+
+    def _set_rng_states(self, states: dict[str, Any]) -> None:
+        torch.set_rng_state(states["torch"])
+        random.setstate(states["python"])
+        np.random.set_state(states["numpy"])
+        if self.device.startswith("cuda") and "cuda" in states:
+            torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def native_bf16(device: str) -> bool:

@@ -1,22 +1,17 @@
-"""Arms: the ways of getting answers that a run compares."""
+"""Arms: the ways of getting answers that a run compares, found by type name in a registry.
+
+Adding an arm type is one new module: a subclass of `Arm` with its pydantic `Config` (whose `type`
+literal names it), decorated with `@register`, and imported here (or by the user before loading a task).
+"""
 
 from __future__ import annotations
 
-from ..config import PROMPT_ARMS, TRAINED_ARMS, Task
 from .base import Arm, ArmContext, Prediction
-from .prompt import PromptArm
+from ..registry import arm_class, build, family, method, register, types
+from . import prompt, tuned  # noqa: E402,F401  the built-in arm types register themselves
+from .prompt import FewShotConfig, PromptArm, StructuredConfig, ZeroShotConfig
+from .tuned import FineTuneConfig, HybridConfig
 
-__all__ = ["Arm", "ArmContext", "Prediction", "PromptArm", "build_arm"]
-
-
-def build_arm(config, task: Task, labels: list[str], configs: dict | None = None) -> Arm:
-    """An arm from its configuration; `configs` (name -> config) resolves references to other arms."""
-    configs = configs or {}
-    if config.type in PROMPT_ARMS:
-        return PromptArm(config, task, labels)
-    from .tuned import Hybrid, TunedArm
-    if config.type in TRAINED_ARMS:
-        return TunedArm(config, task, labels, configs.get(config.prompt) if config.prompt != "bare" else None)
-    if config.type == "hybrid":
-        return Hybrid(config, task, labels, configs[config.prompt])
-    raise ValueError(f"unknown arm type {config.type!r}")
+__all__ = ["Arm", "ArmContext", "FewShotConfig", "FineTuneConfig", "HybridConfig", "Prediction", "PromptArm",
+           "StructuredConfig", "ZeroShotConfig", "arm_class", "build", "family", "method",
+           "register", "types"]

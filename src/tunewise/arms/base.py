@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Literal
 
 from ..backends.base import Backend, Message, Progress
+from ..config import ArmSettings, Task
 from ..data import Example, Splits
+
+Family = Literal["prompt", "fine-tune", "hybrid"]
 
 
 @dataclass
@@ -35,19 +38,52 @@ class ArmContext:
     prepared: Callable[[str], "Arm"]                   # another arm of the run, prepared (hybrids use it)
 
 
-class Arm(Protocol):
+class Arm:
+    """The protocol every arm type implements; register a subclass with `tunewise.arms.register`.
+
+    Class attributes tell the registry and the report what the type is: `Config` (its pydantic
+    configuration, whose `type` literal names the arm type), `family` (prompt, fine-tune or hybrid:
+    the decision reasons about families) and `methods` (a short description per type name).
+    """
+    Config: ClassVar[type[ArmSettings]]
+    family: ClassVar[Family]
+    methods: ClassVar[dict[str, str]]
+
     name: str
-    model: str  # which model this arm's backend must load
-    # set by prepare when the arm brings its own model (fine-tuned arms); else the runner's is used
-    backend: Backend | None
-    training: dict | None  # what training recorded, for the store
+    model: str                    # which model this arm's backend must load
+    backend: Backend | None = None  # set by prepare when the arm brings its own model (fine-tuned arms)
+    training: dict | None = None    # what training recorded, for the store
+
+    def __init__(self, config: ArmSettings, task: Task, labels: list[str], configs: dict[str, ArmSettings]):
+        """`configs` holds every arm of the run by name, for arms that refer to others."""
+        raise NotImplementedError
 
     def prepare(self, splits: Splits, ctx: ArmContext) -> None:
         """Build the prompt, pick examples or train, from train/dev only."""
 
     def prompt_template(self) -> list[Message]:
         """The exact prompt, with the input shown as {input}; recorded with the results."""
+        raise NotImplementedError
 
     def predict(self, examples: list[Example], backend: Backend,
                 progress: Progress | None = None) -> list[Prediction]:
         """Answers for each example, in order."""
+        raise NotImplementedError
+
+    # -- what consistency measurement needs -------------------------------------
+    decoding: str = "generate"  # or "constrained": the labels are scored
+
+    @property
+    def asks_instruction(self) -> bool:
+        """Whether the prompt carries an instruction that can be reworded."""
+        return False
+
+    def variant(self, *, instruction: str | None = None, sampling: tuple[float, int] | None = None) -> "Arm":
+        """A copy asked with a reworded instruction, or sampled at (temperature, sample index)."""
+        raise NotImplementedError
+
+    # -- what the report says about the type ------------------------------------------
+    @classmethod
+    def data_required(cls, config: dict[str, Any], training: dict | None) -> str:
+        """The task data the arm used, in words (the comparison table's 'data required')."""
+        return "none"

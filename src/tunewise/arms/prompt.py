@@ -6,22 +6,44 @@ import copy
 import json
 import random
 from collections import defaultdict
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..backends.base import Backend, GenParams, GenRequest, Message, Progress, ScoreRequest
-from ..config import FewShotArm, Levers, StructuredArm, Task, ZeroShotArm, arm_name
+from ..config import ArmSettings, Levers, Task, arm_name
 from ..data import Example, Splits, normalize
 from ..parsing import parse_answer
 from ..prompts import ALL_OFF, build_messages, system_text
-from .base import Prediction
+from .base import Arm, Prediction
+from ..registry import register
 
 
-class PromptArm:
-    """One class for all prompting strategies: they differ in levers and examples."""
+class ZeroShotConfig(ArmSettings):
+    type: Literal["zero_shot"]
 
+
+class StructuredConfig(ArmSettings):
+    type: Literal["structured"]
+    levers: Levers = Field(default_factory=Levers)
+
+
+class FewShotConfig(ArmSettings):
+    type: Literal["few_shot"]
+    k: int = Field(4, gt=0, le=64)
+    selection: Literal["random", "similar"] = "random"
+    structured: bool = Field(False, description="add context, format and constraints too")
+    levers: Levers = Field(default_factory=Levers)
+
+
+class PromptArm(Arm):
+    """What all prompting strategies share: they differ in levers and examples."""
+
+    family = "prompt"
     backend = None   # prompt arms use the runner's backend for their model
     training = None
 
-    def __init__(self, config: ZeroShotArm | StructuredArm | FewShotArm, task: Task, labels: list[str],
+    def __init__(self, config: ArmSettings, task: Task, labels: list[str], configs: dict | None = None,
                  bare: bool = False):
         self.config = config
         self.task = task
@@ -37,13 +59,21 @@ class PromptArm:
 
     def _levers(self) -> Levers:
         cfg = self.config
-        if isinstance(cfg, StructuredArm) or (isinstance(cfg, FewShotArm) and cfg.structured):
+        if isinstance(cfg, StructuredConfig) or (isinstance(cfg, FewShotConfig) and cfg.structured):
             return cfg.levers
         return ALL_OFF
 
     @property
     def k(self) -> int:
-        return self.config.k if isinstance(self.config, FewShotArm) else 0
+        return self.config.k if isinstance(self.config, FewShotConfig) else 0
+
+    @property
+    def decoding(self) -> str:
+        return self.config.decoding
+
+    @property
+    def asks_instruction(self) -> bool:
+        return self.system is not None
 
     # -- preparation --------------------------------------------------------
     def prepare(self, splits: Splits, ctx=None) -> None:
@@ -153,6 +183,31 @@ class PromptArm:
         scored = backend.score_choices([ScoreRequest(p, tuple(self.labels)) for p in unique.values()])
         by_key = {k: s.logprobs for k, s in zip(unique, scored)}
         return [by_key[json.dumps(p)] for p in prompts]
+
+
+@register
+class ZeroShot(PromptArm):
+    """The instruction alone."""
+    Config = ZeroShotConfig
+    methods = {"zero_shot": "prompt: zero-shot"}
+
+
+@register
+class Structured(PromptArm):
+    """The instruction plus context, output format and constraints, each a switchable lever."""
+    Config = StructuredConfig
+    methods = {"structured": "prompt: structured"}
+
+
+@register
+class FewShot(PromptArm):
+    """Worked examples from the train split in the prompt: seeded random (labels balanced) or the most similar."""
+    Config = FewShotConfig
+    methods = {"few_shot": "prompt: few-shot"}
+
+    @classmethod
+    def data_required(cls, config: dict[str, Any], training: dict | None) -> str:
+        return f"{config.get('k', '?')} examples in the prompt"
 
 
 def _ngrams(text: str, n: int = 3) -> set[str]:

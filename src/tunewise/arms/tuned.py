@@ -7,30 +7,89 @@ import hashlib
 import json
 import math
 import random
-import shutil
-import warnings
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..backends.base import Backend, Progress
-from ..config import FineTuneArm, HybridArm, Task, ZeroShotArm, arm_name
+from ..config import ArmSettings, Task, TrainSettings, arm_name
 from ..data import Example, Splits, _take, fingerprint
-from ..errors import MissingDependencyError, TunewiseError
+from ..errors import TunewiseError
 from ..metrics import get_metric
-from .base import ArmContext
-from .prompt import PromptArm
+from .base import Arm, ArmContext
+from .prompt import PromptArm, ZeroShotConfig
+from ..registry import register
 
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "Wqkv", "qkv_proj")
 DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 
 
-class TunedArm:
+class FineTuneConfig(ArmSettings):
+    type: Literal["lora", "full"]
+    prompt: str = Field("bare", description="bare (the input alone) or the name of a prompt arm, "
+                                            "used in training and at inference")
+    r: int = Field(8, gt=0, description="LoRA rank")
+    alpha: int = Field(16, gt=0, description="LoRA alpha")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] | None = Field(None, description="LoRA targets; default: the attention projections")
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    merge: bool = Field(False, description="also save the LoRA weights merged into a full model")
+
+    def references(self):
+        return [] if self.prompt == "bare" else [("prompt", self.prompt, ("prompt",))]
+
+
+class HybridConfig(ArmSettings):
+    """A fine-tuned arm's model asked with a prompt arm's prompt."""
+    type: Literal["hybrid"]
+    tuned: str = Field(description="name of a lora or full arm")
+    prompt: str = Field(description="name of a prompt arm (zero_shot, structured, few_shot)")
+
+    def references(self):
+        return [("tuned", self.tuned, ("fine-tune",)), ("prompt", self.prompt, ("prompt",))]
+
+
+class _Prompted(Arm):
+    """An arm that asks its model through a prompt arm (its `prompter`)."""
+    prompter: PromptArm
+
+    def prompt_template(self):
+        return self.prompter.prompt_template()
+
+    def predict(self, examples: list[Example], backend: Backend, progress: Progress | None = None):
+        return self.prompter.predict(examples, backend, progress)
+
+    @property
+    def decoding(self) -> str:
+        return self.prompter.decoding
+
+    @property
+    def asks_instruction(self) -> bool:
+        return self.prompter.asks_instruction
+
+    def variant(self, *, instruction=None, sampling=None):
+        return self.prompter.variant(instruction=instruction, sampling=sampling)
+
+    @classmethod
+    def data_required(cls, config: dict[str, Any], training: dict | None) -> str:
+        n = (training or {}).get("train_examples")
+        return f"{n} train examples" if n else "train split"
+
+
+@register
+class TunedArm(_Prompted):
     """Trains on the train split in the arm's own prompt format, selects on dev, predicts with the result."""
 
-    def __init__(self, config: FineTuneArm, task: Task, labels: list[str], prompt_config=None):
+    Config = FineTuneConfig
+    family = "fine-tune"
+    methods = {"lora": "fine-tune: LoRA", "full": "fine-tune: full"}
+
+    def __init__(self, config: FineTuneConfig, task: Task, labels: list[str], configs: dict | None = None):
         self.config, self.task, self.labels = config, task, labels
         self.name = arm_name(config)
         self.model = config.model or task.model
-        prompter_config = (prompt_config or ZeroShotArm(type="zero_shot")).model_copy(
+        prompt_config = (configs or {}).get(config.prompt) if config.prompt != "bare" else None
+        prompter_config = (prompt_config or ZeroShotConfig(type="zero_shot")).model_copy(
             update={"decoding": config.decoding, "name": self.name})
         self.prompter = PromptArm(prompter_config, task, labels, bare=prompt_config is None)
         self.backend: Backend | None = None
@@ -39,8 +98,10 @@ class TunedArm:
 
     # -- preparation: train, or load what an earlier run trained ------------------
     def prepare(self, splits: Splits, ctx: ArmContext) -> None:
+        from ..backends.local import LocalBackend
+        from ..models import load_adapter, load_saved
         base = ctx.base_backend(self.model)
-        if not hasattr(base, "tokenizer"):
+        if not isinstance(base, LocalBackend):
             raise TunewiseError(f"arm {self.name!r}: fine-tuning needs a local model, not {self.model!r}",
                                 field="model")
         self.prompter.prepare(splits)
@@ -48,13 +109,15 @@ class TunedArm:
         key = self.train_key(base, train)
         self.out_dir = ctx.home / "tuned" / f"{self.config.type}-{key}"
         done = self.out_dir / "done.json"
-        if done.exists():
-            model = self._load(base)
-        else:
+        if not done.exists():
             model = self._train(base, train, splits, ctx)
+        elif self.config.type == "full":
+            model = load_saved(self.out_dir / "model", base.device)
+        else:
+            model = load_adapter(self.model, self.out_dir / "adapter", base.device)
         self.training = json.loads(done.read_text())
         self.training["path"] = str(self.out_dir)
-        self.backend = _tuned_backend(base, model, f"{base.model_key}+{self.config.type}:{key}")
+        self.backend = LocalBackend.sharing(base, model, f"{base.model_key}+{self.config.type}:{key}")
 
     def train_examples(self, splits: Splits) -> list[Example]:
         size = self.config.train.train_size
@@ -85,51 +148,43 @@ class TunedArm:
                 "selection": "scored labels" if self.task.type == "classification" else "first metric"}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
+    def settings(self, n_train: int) -> TrainSettings:
+        """The training settings with every default resolved: what the loop reads, and all it reads."""
+        train = self.config.train
+        return train.model_copy(update={"learning_rate": train.learning_rate or DEFAULT_LR[self.config.type],
+                                        "epochs": self.epochs(n_train), "seed": self.seed})
+
     def _train(self, base, train: list[Example], splits: Splits, ctx: ArmContext):
         import torch
+        from ..chat import ChatFormat
+        from ..models import load_causal_lm, merged, save_model, with_lora
         from ..train import SFTTrainer, TrainResult, build_example, count_params, flops_per_token, write_json
-        model = self._fresh_model(base)
-        eot = base.end_of_turn_id()
-        examples = [build_example(base.tokenizer, base.render(self.prompter.messages(e)), e.target_text, eot,
-                                  self.config.train.max_length) for e in train]
-        epochs = self.epochs(len(train))
-        trainer = SFTTrainer(
-            model, self.config.train, examples, out_dir=self.out_dir, evaluate=self._dev_evaluator(base, splits),
-            pad_id=base.pad_id(), lr=self.config.train.learning_rate or DEFAULT_LR[self.config.type],
-            epochs=epochs, seed=self.seed, device=base.device)
+        settings = self.settings(len(train))
+        model = load_causal_lm(self.model, base.device)  # a private copy: the shared backend's stays untouched
+        if self.config.type == "lora":
+            torch.manual_seed(self.seed)  # LoRA's initial weights
+            cfg = self.config
+            model = with_lora(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules)
+        chat = ChatFormat(base.tokenizer)
+        examples = [build_example(base.tokenizer, chat.render(self.prompter.messages(e)), e.target_text,
+                                  chat.end_of_turn_id(), settings.max_length) for e in train]
+        trainer = SFTTrainer(model, settings, examples, out_dir=self.out_dir,
+                             evaluate=self._dev_evaluator(base, splits), pad_id=chat.pad_id(), device=base.device)
         trainer.progress = ctx.progress(f"{self.name} train", trainer.total_steps)
         state = trainer.train()
         trainable, total = count_params(model)
         flops = flops_per_token(model, full=self.config.type == "full") * state.tokens_seen
-        result = TrainResult(state, trainable, total, flops, epochs, trainer.precision)
-        self._save(model, base)
-        model = self._for_inference(model, base)
+        result = TrainResult(state, trainable, total, flops, settings.epochs, trainer.precision)
+        save_model(model, base.tokenizer, self.out_dir / ("adapter" if self.config.type == "lora" else "model"))
+        if self.config.type == "lora":
+            model = merged(model)
+            if self.config.merge:
+                save_model(model, base.tokenizer, self.out_dir / "merged")
         summary = dict(result.summary(), train_examples=len(train), device=base.device,
                        torch_threads=torch.get_num_threads())
         write_json(self.out_dir / "done.json", summary)
         (self.out_dir / "checkpoint.pt").unlink(missing_ok=True)
-        return model
-
-    def _fresh_model(self, base):
-        """A private copy of the base weights (the shared backend's model must stay untouched)."""
-        import torch
-        from transformers import AutoModelForCausalLM
-        from ..models import resolve_model
-        dtype = torch.bfloat16 if base.device.startswith("cuda") else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(resolve_model(self.model), dtype=dtype).to(base.device)
-        torch.manual_seed(self.seed)  # LoRA's initial weights
-        if self.config.type == "full":
-            return model
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError:
-            raise MissingDependencyError("LoRA needs peft: pip install 'tunewise[train]'") from None
-        targets = self.config.target_modules or _attention_modules(model)
-        lora = LoraConfig(r=self.config.r, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,
-                          target_modules=targets, task_type="CAUSAL_LM")
-        with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
-            warnings.simplefilter("ignore", FutureWarning)
-            return get_peft_model(model, lora)
+        return model.eval()
 
     def _dev_evaluator(self, base, splits: Splits):
         """Dev metric after each epoch: the task's first metric on up to eval_max dev items.
@@ -137,6 +192,7 @@ class TunedArm:
         Classification scores the labels (one forward pass per item) whatever the arm's decoding:
         the cheaper, smoother signal for choosing an epoch.
         """
+        from ..backends.local import LocalBackend
         if not splits.dev:
             return None
         rng = random.Random(self.seed)
@@ -149,55 +205,23 @@ class TunedArm:
             prompter.config = prompter.config.model_copy(update={"decoding": "constrained"})
 
         def evaluate(model) -> float:
-            preds = prompter.predict(dev, _tuned_backend(base, model, "dev-eval"))
+            preds = prompter.predict(dev, LocalBackend.sharing(base, model, "dev-eval"))
             return metric.aggregate([p.parsed for p in preds], [e.target for e in dev])
         return evaluate
 
-    def _save(self, model, base) -> None:
-        """LoRA: the adapter in PEFT's format (transformers and vLLM load it). Full: the whole model."""
-        target = self.out_dir / ("adapter" if self.config.type == "lora" else "model")
-        if target.exists():
-            shutil.rmtree(target)
-        model.save_pretrained(str(target))
-        base.tokenizer.save_pretrained(str(target))
 
-    def _for_inference(self, model, base):
-        if self.config.type == "full":
-            return model.eval()
-        merged = model.merge_and_unload().eval()  # same outputs, no adapter overhead per token
-        if self.config.merge:
-            merged.save_pretrained(str(self.out_dir / "merged"))
-            base.tokenizer.save_pretrained(str(self.out_dir / "merged"))
-        return merged
-
-    def _load(self, base):
-        import torch
-        from transformers import AutoModelForCausalLM
-        from ..models import resolve_model
-        dtype = torch.bfloat16 if base.device.startswith("cuda") else torch.float32
-        if self.config.type == "full":
-            return AutoModelForCausalLM.from_pretrained(str(self.out_dir / "model"), dtype=dtype).to(base.device).eval()
-        from peft import PeftModel
-        model = AutoModelForCausalLM.from_pretrained(resolve_model(self.model), dtype=dtype).to(base.device)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return PeftModel.from_pretrained(model, str(self.out_dir / "adapter")).merge_and_unload().eval()
-
-    # -- prediction ---------------------------------------------------------------
-    def prompt_template(self):
-        return self.prompter.prompt_template()
-
-    def predict(self, examples: list[Example], backend: Backend, progress: Progress | None = None):
-        return self.prompter.predict(examples, backend, progress)
-
-
-class Hybrid:
+@register
+class Hybrid(_Prompted):
     """The fine-tuned model of one arm, asked with the prompt of a prompt arm."""
 
-    def __init__(self, config: HybridArm, task: Task, labels: list[str], prompt_config):
+    Config = HybridConfig
+    family = "hybrid"
+    methods = {"hybrid": "hybrid: tuned + prompt"}
+
+    def __init__(self, config: HybridConfig, task: Task, labels: list[str], configs: dict | None = None):
         self.config, self.task = config, task
         self.name = arm_name(config)
-        prompt = prompt_config.model_copy(update={"decoding": config.decoding, "name": self.name})
+        prompt = (configs or {})[config.prompt].model_copy(update={"decoding": config.decoding, "name": self.name})
         self.prompter = PromptArm(prompt, task, labels)
         self.tuned: TunedArm | None = None
         self.backend: Backend | None = None
@@ -210,26 +234,3 @@ class Hybrid:
         self.model = self.tuned.model
         self.backend = self.tuned.backend
         self.training = {"uses": self.config.tuned, "path": self.tuned.training.get("path")}
-
-    def prompt_template(self):
-        return self.prompter.prompt_template()
-
-    def predict(self, examples: list[Example], backend: Backend, progress: Progress | None = None):
-        return self.prompter.predict(examples, backend, progress)
-
-
-def _tuned_backend(base, model, key: str):
-    from ..backends.local import LocalBackend
-    return LocalBackend(base.model_name, device=base.device, batch_size=base.batch_size, model_obj=model,
-                        tokenizer=base.tokenizer, key=key)
-
-
-def _attention_modules(model) -> list[str]:
-    import torch
-    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    found = [n for n in ATTENTION if n in names]
-    if not found:
-        raise TunewiseError("cannot tell this model's attention projections; set target_modules",
-                            field="target_modules")
-    return found
-

@@ -35,6 +35,13 @@ class LocalBackend:
         self.decode_batch = max(batch_size, decode_batch) if prefix_cache else batch_size
         self._model = model_obj
         self._tokenizer = tokenizer
+        self._chat = None
+
+    @classmethod
+    def sharing(cls, base: "LocalBackend", model: Any, key: str) -> "LocalBackend":
+        """Another model (a fine-tuned one) behind the same tokenizer, device and batch settings as `base`."""
+        return cls(base.model_name, device=base.device, batch_size=base.batch_size, model_obj=model,
+                   tokenizer=base.tokenizer, key=key)
 
     # -- loading ------------------------------------------------------------
     @property
@@ -54,37 +61,22 @@ class LocalBackend:
             self._model.to(self.device).eval()
         return self._model
 
-    # -- prompts ------------------------------------------------------------
+    # -- prompts (the chat template lives in tunewise.chat, shared with training) ----------
+    @property
+    def chat(self):
+        if self._chat is None:
+            from ..chat import ChatFormat
+            self._chat = ChatFormat(self.tokenizer)
+        return self._chat
+
     def render(self, messages: list[Message]) -> str:
-        """The chat-templated prompt text, ending where the assistant's answer starts."""
-        tok = self.tokenizer
-        messages = list(messages)
-        if tok.chat_template is None:
-            return "\n\n".join(m["content"] for m in messages) + "\n\n"
-        try:
-            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception:  # some templates reject a system role: fold it into the first user turn
-            return tok.apply_chat_template(_fold_system(messages), tokenize=False, add_generation_prompt=True)
+        return self.chat.render(messages)
 
     def encode(self, messages: list[Message]) -> list[int]:
-        return self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+        return self.chat.encode(messages)
 
     def end_of_turn_id(self) -> int | None:
-        """The token the chat template puts right after an assistant's answer (e.g. <|im_end|>)."""
-        if not hasattr(self, "_end_of_turn"):
-            self._end_of_turn = self._find_end_of_turn()
-        return self._end_of_turn
-
-    def _find_end_of_turn(self) -> int | None:
-        tok = self.tokenizer
-        if tok.chat_template is None:
-            return tok.eos_token_id
-        messages = [{"role": "user", "content": "x"}]
-        prefix = self.render(messages)
-        full = tok.apply_chat_template(messages + [{"role": "assistant", "content": "ANSWER"}], tokenize=False)
-        tail = full[len(prefix):].split("ANSWER", 1)[-1] if full.startswith(prefix) else ""
-        ids = tok(tail, add_special_tokens=False)["input_ids"] if tail.strip() else []
-        return ids[0] if ids else tok.eos_token_id
+        return self.chat.end_of_turn_id()
 
     def stop_token_ids(self) -> list[int]:
         tok, ids = self.tokenizer, set()
@@ -376,17 +368,6 @@ def _common_prefix_len(seqs: list[list[int]]) -> int:
     while n < limit and all(s[n] == first[n] for s in seqs):
         n += 1
     return n
-
-
-def _fold_system(messages: list[Message]) -> list[Message]:
-    if not messages or messages[0]["role"] != "system":
-        return messages
-    system, rest = messages[0]["content"], list(messages[1:])
-    if rest and rest[0]["role"] == "user":
-        rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
-    else:
-        rest.insert(0, {"role": "user", "content": system})
-    return rest
 
 
 def _batches_by_length(seqs: list[list[int]], size: int, key=None, lexical: bool = False) -> list[list[int]]:

@@ -1,0 +1,176 @@
+"""The analysis of a stored run: from the store alone to a typed `RunReport` (no rendering here).
+
+Arms and their summaries come from the store; paired comparisons are recomputed from the stored
+predictions with the decision metric; then costs, the decision, the learning curves' data needs,
+confusion matrices and the items where the arms disagree.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .arms import arm_class, family, method
+from .costs import arm_costs, training_record
+from .decision import decide
+from .metrics import get_metric
+from .reports.model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, DataNeeds, Disagreement,
+                            RunReport, ShotPoint, TuningPoint)
+from .stats import compare_all
+from .store import Store
+
+
+def build_report(store: Store, run_id: str) -> RunReport:
+    """Analyse a stored run (its id, a unique prefix, or 'latest'); KeyError when there is none."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise KeyError(run_id)
+    stored = store.arms(run["id"])
+    report = RunReport(run_id=run["id"], task=run["task_name"], status=run["status"],
+                       created_at=run["created_at"], info=run["info"], config=run["config"],
+                       metrics=run["config"]["metrics"], arms=[_arm_result(a, run["config"]) for a in stored])
+    rows = {a.name: store.predictions(report.run_id, a.name) for a in report.main_arms()}
+    report.data_needs = data_needs(report)
+    report.comparisons = comparisons(report, rows)
+    report.costs = arm_costs(report.arms, report.prices)
+    report.decision = decide(report)
+    if report.config["type"] == "classification":
+        labels = report.info.get("labels") or []
+        report.confusion = {name: confusion(rs, labels) for name, rs in rows.items()}
+    report.disagreements = disagreements(rows)
+    report.loss_curves = {a["name"]: [(s["step"], s["loss"]) for s in a["training"]["losses"]]
+                          for a in stored if (a.get("training") or {}).get("losses") and not a.get("curve")}
+    return report
+
+
+def _arm_result(stored: dict, run_config: dict) -> ArmResult:
+    config = stored["config"]
+    model = config.get("model") or run_config["model"]
+    endpoint = (run_config.get("endpoints") or {}).get(model) or {}
+    training = {k: v for k, v in stored["training"].items() if k != "losses"} if stored["training"] else None
+    try:
+        data = arm_class(config["type"]).data_required(config, training)
+    except KeyError:  # an arm type registered when the run was made, but not now
+        data = "–"
+    return ArmResult(name=stored["name"], type=config["type"], family=family(config["type"]),
+                     method=method(config["type"], config.get("decoding")),
+                     decoding=config.get("decoding"), model=model, endpoint_model=endpoint.get("model"),
+                     status=stored["status"], wall_s=stored["wall_s"], config=config,
+                     summary=ArmSummary.model_validate(stored["summary"]) if stored["summary"] else None,
+                     prompt=stored["prompt"], training=training, data_required=data, curve=stored["curve"])
+
+
+# -- paired comparisons -------------------------------------------------------------
+def comparisons(report: RunReport, rows: dict[str, list[dict]]) -> list[Comparison]:
+    """Every pair of main arms on the test items all of them answered, in the decision metric."""
+    if len(rows) < 2:
+        return []
+    common = set.intersection(*(set(r["example_id"] for r in rs) for rs in rows.values()))
+    order = [r["example_id"] for r in next(iter(rows.values())) if r["example_id"] in common]
+    by_id = {name: {r["example_id"]: r for r in rs} for name, rs in rows.items()}
+    preds = {name: [by_id[name][i]["parsed"] for i in order] for name in rows}
+    targets = [by_id[next(iter(rows))][i]["target"] for i in order]
+    labels = report.info.get("labels") or None
+    found = compare_all(preds, targets, get_metric(report.metric), labels=labels,
+                        seed=report.config["splits"]["seed"])
+    return [Comparison.model_validate(c.to_dict()) for c in found]
+
+
+# -- error analysis -------------------------------------------------------------------
+def confusion(rows: list[dict], labels: list[str]) -> Confusion:
+    predicted = labels + ["(none)"]
+    counts = {t: {p: 0 for p in predicted} for t in labels}
+    for r in rows:
+        target = str(r["target"])
+        guess = str(r["parsed"]) if r["parsed"] is not None else "(none)"
+        if target in counts:
+            counts[target][guess if guess in counts[target] else "(none)"] += 1
+    return Confusion(labels=labels, predicted=predicted, counts=counts)
+
+
+def disagreements(rows: dict[str, list[dict]], limit: int = 500) -> list[Disagreement]:
+    """Test items (answered by every main arm) where the arms' answers differ."""
+    if not rows:
+        return []
+    common = set.intersection(*(set(r["example_id"] for r in rs) for rs in rows.values()))
+    by_id: dict[str, Disagreement] = {}
+    for name, rs in rows.items():
+        for r in rs:
+            if r["example_id"] in common:
+                item = by_id.setdefault(r["example_id"], Disagreement(
+                    id=r["example_id"], input=r["input"], target=r["target"], answers={}, raw={}))
+                item.answers[name] = r["parsed"]
+                item.raw[name] = r["raw"]
+    out = [item for item in by_id.values() if len({json.dumps(v) for v in item.answers.values()}) > 1]
+    return out[:limit]
+
+
+# -- how much data fine-tuning needed -------------------------------------------------
+def data_needs(report: RunReport) -> DataNeeds | None:
+    """The learning curves, and how many train examples fine-tuning needed to match prompting / the target."""
+    points = [a for a in report.arms if a.curve is not None and a.summary is not None]
+    if not points:
+        return None
+    metric = report.metric
+    arms = {a.name: a for a in report.arms}
+    tuned_name = next((a.curve.of for a in points if a.curve.size is not None), None)
+    few_name = next((a.curve.of for a in points if a.curve.k is not None), None)
+    tuning = _tuning_points(report, points, arms.get(tuned_name)) if tuned_name else []
+    shots = _shot_points(points, arms.get(few_name), metric) if few_name else []
+    prompting = [a for a in report.main_arms() if a.family == "prompt"]
+    best = max(prompting, key=lambda a: a.value(metric), default=None)
+    target = report.config.get("target") or {}
+    needs = DataNeeds(metric=metric, fine_tuning=tuning, few_shot=shots,
+                      best_prompting=BestArm(arm=best.name, value=best.value(metric)) if best else None,
+                      target=target.get("value") if target.get("metric") == metric else None)
+    if best:
+        needs.to_match_prompting = _first_reaching(tuning, best.value(metric))
+    if needs.target is not None:
+        needs.to_reach_target = _first_reaching(tuning, needs.target)
+    needs.statements = _statements(needs)
+    return needs
+
+
+def _tuning_points(report: RunReport, points: list[ArmResult], final: ArmResult | None) -> list[TuningPoint]:
+    arms = {a.name: a for a in report.arms}
+    curve = [a for a in points if a.curve.of == (final.name if final else None) and a.curve.size is not None]
+    out = [TuningPoint(arm=a.name, examples=(training_record(a, arms).get("train_examples") or a.curve.size),
+                       value=a.value(report.metric), train_s=training_record(a, arms).get("wall_s"))
+           for a in curve]
+    if final is not None and final.summary is not None:
+        record = training_record(final, arms)
+        out.append(TuningPoint(arm=final.name, examples=record.get("train_examples"),
+                               value=final.value(report.metric), train_s=record.get("wall_s")))
+    return sorted(out, key=lambda p: p.examples or 0)
+
+
+def _shot_points(points: list[ArmResult], final: ArmResult | None, metric: str) -> list[ShotPoint]:
+    name = final.name if final else None
+    out = [ShotPoint(arm=a.name, k=a.curve.k, value=a.value(metric))
+           for a in points if a.curve.of == name and a.curve.k is not None]
+    if final is not None and final.summary is not None:
+        out.append(ShotPoint(arm=final.name, k=final.config.get("k"), value=final.value(metric)))
+    return sorted(out, key=lambda p: p.k or 0)
+
+
+def _first_reaching(points: list[TuningPoint], level: float | None) -> int | None:
+    if level is None:
+        return None
+    return next((p.examples for p in points if p.value is not None and p.value >= level), None)
+
+
+def _statements(needs: DataNeeds) -> list[str]:
+    metric, out = needs.metric, []
+    best = needs.best_prompting
+    tried = ", ".join(str(p.examples) for p in needs.fine_tuning)
+    if best and needs.fine_tuning:
+        n = needs.to_match_prompting
+        out.append(f"Fine-tuning matched the best prompting arm ({best.arm}, {metric} {best.value:.3f}) "
+                   f"with {n} training examples." if n is not None else
+                   f"Fine-tuning did not match the best prompting arm ({best.arm}, {metric} "
+                   f"{best.value:.3f}) at any train size tried ({tried}).")
+    if needs.target is not None and needs.fine_tuning:
+        n = needs.to_reach_target
+        out.append(f"It reached the target {metric} {needs.target:g} with {n} training examples."
+                   if n is not None else
+                   f"It did not reach the target {metric} {needs.target:g} at any train size tried ({tried}).")
+    return out

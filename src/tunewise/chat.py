@@ -1,0 +1,70 @@
+"""A tokenizer's chat template: the one place prompts become model text, for inference and for training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Message = dict[str, str]
+
+
+class ChatFormat:
+    """Renders chat messages with a tokenizer's template and knows the token that ends a turn."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self._end_of_turn: int | None = None
+        self._found = False
+
+    def render(self, messages: list[Message]) -> str:
+        """The chat-templated prompt text, ending where the assistant's answer starts."""
+        tok = self.tokenizer
+        messages = list(messages)
+        if tok.chat_template is None:
+            return "\n\n".join(m["content"] for m in messages) + "\n\n"
+        try:
+            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # some templates reject a system role: fold it into the first user turn
+            return tok.apply_chat_template(fold_system(messages), tokenize=False, add_generation_prompt=True)
+
+    def encode(self, messages: list[Message]) -> list[int]:
+        return self.tokens(self.render(messages))
+
+    def tokens(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def end_of_turn_id(self) -> int | None:
+        """The token the template puts right after an assistant's answer (e.g. <|im_end|>)."""
+        if not self._found:
+            self._end_of_turn, self._found = self._find_end_of_turn(), True
+        return self._end_of_turn
+
+    def _find_end_of_turn(self) -> int | None:
+        tok = self.tokenizer
+        if tok.chat_template is None:
+            return tok.eos_token_id
+        messages = [{"role": "user", "content": "x"}]
+        prefix = self.render(messages)
+        full = tok.apply_chat_template(messages + [{"role": "assistant", "content": "ANSWER"}], tokenize=False)
+        tail = full[len(prefix):].split("ANSWER", 1)[-1] if full.startswith(prefix) else ""
+        ids = self.tokens(tail) if tail.strip() else []
+        return ids[0] if ids else tok.eos_token_id
+
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        if tok.pad_token_id is not None:
+            return tok.pad_token_id
+        for token in (tok.eos_token_id, self.end_of_turn_id()):
+            if token is not None:
+                return token
+        return 0
+
+
+def fold_system(messages: list[Message]) -> list[Message]:
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    system, rest = messages[0]["content"], list(messages[1:])
+    if rest and rest[0]["role"] == "user":
+        rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
+    else:
+        rest.insert(0, {"role": "user", "content": system})
+    return rest

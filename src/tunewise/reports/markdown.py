@@ -1,0 +1,70 @@
+"""The Markdown report: the table, data needs, the recommendation, the prompts."""
+
+from __future__ import annotations
+
+from .format import md_cell, num
+from .model import RunReport
+from .table import table_rows
+
+
+def to_markdown(report: RunReport) -> str:
+    info = report.info
+    lines = [f"# tunewise run {report.run_id}: {report.task}", "",
+             f"Model `{report.config['model']}`; splits {info['splits']}; labels {info.get('labels') or '–'}; "
+             f"decision metric {report.metric}.", ""]
+    if (info.get("leakage") or {}).get("count"):
+        lines += [f"**Leakage:** {info['leakage']['count']} test inputs also appear in train/dev.", ""]
+    header, rows = table_rows(report)
+    lines += _table(header, rows)
+    lines += ["", "Latency is compute time per item within a batch; ex/s is its inverse over the test split.", ""]
+    lines += _needs(report)
+    lines += _decision(report)
+    lines += _tests(report)
+    lines += ["## Prompts", ""]
+    for arm in report.main_arms():
+        lines += [f"### {arm.name}", "", "```", prompt_text(arm.prompt), "```", ""]
+    return "\n".join(lines)
+
+
+def prompt_text(messages: list[dict] | None) -> str:
+    if not messages:
+        return ""
+    return "\n".join(f"[{m['role']}] {m['content']}" for m in messages)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+
+
+def _needs(report: RunReport) -> list[str]:
+    needs = report.data_needs
+    if not needs:
+        return []
+    lines = ["## How much data fine-tuning needed", ""]
+    if needs.fine_tuning:
+        lines += _table(["train examples", needs.metric, "train s"],
+                        [[str(p.examples), num(p.value), num(p.train_s, 0)] for p in needs.fine_tuning]) + [""]
+    if needs.few_shot:
+        lines += _table(["few-shot k", needs.metric], [[str(p.k), num(p.value)] for p in needs.few_shot]) + [""]
+    return lines + needs.statements + [""]
+
+
+def _decision(report: RunReport) -> list[str]:
+    d = report.decision
+    if not d:
+        return []
+    lines = [f"## Recommendation: {d.recommended or 'none'}" + (f" ({d.kind})" if d.kind else ""), ""]
+    lines += [f"{i}. {reason}" for i, reason in enumerate(d.reasons, start=1)] + [""]
+    if d.mistakes:
+        lines += ["Common mistakes seen:", ""] + [f"- {m}" for m in d.mistakes] + [""]
+    return lines
+
+
+def _tests(report: RunReport) -> list[str]:
+    if not report.comparisons:
+        return []
+    rows = [[c.a, c.b, f"{c.diff:+.3f}", f"{c.low:+.3f} to {c.high:+.3f}", c.description or c.test,
+             f"{c.p:.3g}", f"{c.p_holm:.3g}"] for c in report.comparisons]
+    return [f"## Paired tests ({report.metric})", ""] + _table(
+        ["A", "B", "B − A", "95% CI", "test", "p", "Holm p"], rows) + [""]

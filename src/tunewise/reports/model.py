@@ -1,0 +1,211 @@
+"""The typed run report: what the analysis produces from the store and every renderer consumes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricValue(_Model):
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    higher_is_better: bool = True
+
+
+class Consistency(_Model):
+    items: int
+    samples: int
+    temperature: float
+    format_ok: float | None = None
+    sample_agreement: float | None = None
+    paraphrase_agreement: float | None = None
+    paraphrases: int | None = None
+
+
+class ArmSummary(_Model):
+    """An arm's scores on the test split, as the runner stored them."""
+    n: int
+    metrics: dict[str, MetricValue]
+    format_ok: float | None
+    examples_per_s: float | None
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    mean_input_tokens: float
+    mean_output_tokens: float
+    cached: int = 0
+    consistency: Consistency | None = None
+
+
+class CurvePoint(_Model):
+    of: str                 # the arm this learning-curve point belongs to
+    size: int | None = None  # train examples (fine-tuning)
+    k: int | None = None     # examples in the prompt (few-shot)
+
+
+class ArmResult(_Model):
+    name: str
+    type: str
+    family: str | None      # prompt | fine-tune | hybrid (None: a type this install does not know)
+    method: str             # e.g. "prompt: few-shot (scored labels)"
+    decoding: str | None
+    model: str
+    endpoint_model: str | None = None
+    status: str
+    wall_s: float | None = None
+    config: dict[str, Any]
+    summary: ArmSummary | None = None
+    prompt: list[dict[str, str]] | None = None
+    training: dict[str, Any] | None = None  # what training recorded, without per-step losses
+    data_required: str = "none"
+    curve: CurvePoint | None = None
+
+    @property
+    def main(self) -> bool:
+        """A finished arm of the task (not a learning-curve point): the arms that are compared."""
+        return self.summary is not None and self.curve is None
+
+    def value(self, metric: str) -> float | None:
+        m = self.summary.metrics.get(metric) if self.summary else None
+        return m.value if m else None
+
+
+class Comparison(_Model):
+    """Arm b against arm a on the same test items: diff = b − a."""
+    a: str
+    b: str
+    metric: str
+    test: str
+    description: str = ""
+    diff: float
+    low: float
+    high: float
+    p: float
+    p_holm: float = 1.0
+    significant: bool = False
+    n: int = 0
+    items_needed: int | None = None
+    n01: int | None = None
+    n10: int | None = None
+
+    def flipped(self) -> "Comparison":
+        """The same comparison read the other way round (a against b)."""
+        return self.model_copy(update={"a": self.b, "b": self.a, "diff": -self.diff, "low": -self.high,
+                                       "high": -self.low, "n01": self.n10, "n10": self.n01})
+
+
+class ArmCost(_Model):
+    per_1k: float            # per 1,000 requests
+    basis: str               # tokens (a priced model) or seconds (measured compute × hardware price)
+    one_time: float          # training
+    monthly: float           # at the stated volume
+    train_flops: float | None = None
+
+
+class Decision(_Model):
+    recommended: str | None
+    kind: str | None         # prompting | fine-tuning | hybrid
+    metric: str | None = None
+    value: float | None = None
+    reasons: list[str]
+    mistakes: list[str] = []
+
+
+class TuningPoint(_Model):
+    arm: str
+    examples: int | None
+    value: float | None
+    train_s: float | None = None
+
+
+class ShotPoint(_Model):
+    arm: str
+    k: int | None
+    value: float | None
+
+
+class BestArm(_Model):
+    arm: str
+    value: float | None
+
+
+class DataNeeds(_Model):
+    metric: str
+    fine_tuning: list[TuningPoint]
+    few_shot: list[ShotPoint]
+    best_prompting: BestArm | None
+    to_match_prompting: int | None = None
+    to_reach_target: int | None = None
+    target: float | None = None
+    statements: list[str] = []
+
+
+class Confusion(_Model):
+    labels: list[str]
+    predicted: list[str]     # the labels, then "(none)"
+    counts: dict[str, dict[str, int]]  # target -> predicted -> items
+
+    @property
+    def max_count(self) -> int:
+        return max((v for row in self.counts.values() for v in row.values()), default=0)
+
+
+class Disagreement(_Model):
+    id: str
+    input: str
+    target: Any
+    answers: dict[str, Any]
+    raw: dict[str, str]
+
+
+class RunReport(_Model):
+    """One run, analysed: everything the HTML, Markdown, JSON and terminal renderers show."""
+    run_id: str
+    task: str
+    status: str
+    created_at: float
+    info: dict[str, Any]
+    config: dict[str, Any]   # the resolved task configuration the run used
+    metrics: list[str]
+    arms: list[ArmResult]
+    data_needs: DataNeeds | None = None
+    comparisons: list[Comparison] = []
+    costs: dict[str, ArmCost] = {}
+    decision: Decision | None = None
+    confusion: dict[str, Confusion] = {}
+    disagreements: list[Disagreement] = []
+    loss_curves: dict[str, list[tuple[int, float]]] = {}
+
+    @property
+    def metric(self) -> str:
+        """The metric arms are ranked, compared and decided on."""
+        return self.metrics[0]
+
+    @property
+    def currency(self) -> str:
+        return self.prices.get("currency", "USD")
+
+    @property
+    def prices(self) -> dict[str, Any]:
+        return self.config.get("prices") or {}
+
+    def main_arms(self) -> list[ArmResult]:
+        """The arms that finished, learning-curve points left out."""
+        return [a for a in self.arms if a.main]
+
+    def arm(self, name: str) -> ArmResult:
+        return next(a for a in self.arms if a.name == name)
+
+    def comparison(self, a: str, b: str) -> Comparison | None:
+        """b against a (diff = b − a), whichever order the pair was stored in."""
+        for c in self.comparisons:
+            if (c.a, c.b) == (a, b):
+                return c
+            if (c.a, c.b) == (b, a):
+                return c.flipped()
+        return None
