@@ -153,3 +153,62 @@ def test_leakage_is_counted_and_strict_makes_it_an_error(tmp_path):
     assert check_leakage(splits, strict=False, file="t.yaml").count == leak.count
     with pytest.raises(LeakageError):
         check_leakage(splits, strict=True, file="t.yaml")
+
+
+def support_rows(problems=10, repeats=12):
+    """A support log: each problem asked many times in the same words, answered the same way."""
+    return [{"word": f"my printer {p} fails", "label": "positive" if p % 2 else "negative", "problem": f"p{p}"}
+            for p in range(problems) for _ in range(repeats)]
+
+
+def test_repeated_inputs_leak_and_the_message_names_the_remedy(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", support_rows())
+    task = task_for(path)
+    leak = find_leakage(make_splits(task, load_examples(task)))
+    assert leak.count == leak.test_items == 24 and len(leak.ids) == 24
+    assert "group_by" in leak.message() and "dedupe" in leak.message()
+
+
+def test_group_by_keeps_every_group_in_one_split(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", support_rows())
+    task = task_for(path, splits={"group_by": "problem", "seed": 3})
+    splits = make_splits(task, load_examples(task))
+    where = {}
+    for name in ("train", "dev", "test"):
+        for e in getattr(splits, name):
+            assert where.setdefault(e.group, name) == name, f"group {e.group} in two splits"
+    assert find_leakage(splits).count == 0
+    assert len(splits.train) + len(splits.dev) + len(splits.test) == 120
+    assert len(splits.test) == 24 and len(splits.dev) == 24  # two whole groups each, 20% of the rows
+
+
+def test_dedupe_keeps_one_row_per_input_and_counts_the_rest(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", support_rows())
+    task = task_for(path, splits={"dedupe": True, "train": 0.4, "dev": 0.2, "test": 0.4})
+    splits = make_splits(task, load_examples(task))
+    assert splits.duplicates_dropped == 110
+    assert sorted(e.input for e in splits.train + splits.dev + splits.test) == sorted(
+        f"my printer {p} fails" for p in range(10))
+    assert find_leakage(splits).count == 0
+
+
+def test_group_by_names_a_field_every_row_has(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", rows(10))
+    task = task_for(path, splits={"group_by": "problem"})
+    with pytest.raises(DataError, match="d.jsonl:1: problem: missing field"):
+        load_examples(task)
+
+
+def test_the_decision_metric_follows_the_target_then_the_primary_then_the_task_type():
+    base = {"instruction": "x", "data": {"path": "d.jsonl", "input": "w", "target": "y"}, "type": "extraction",
+            "json_keys": ["name"]}
+    assert validate_task(base).decision_metric() == ("key_accuracy", "the main quality metric of extraction tasks")
+    targeted = validate_task(dict(base, metrics=["json_valid"], target={"metric": "key_accuracy", "value": 0.9}))
+    assert targeted.decision_metric() == ("key_accuracy", "the target's metric")
+    assert targeted.metric_names() == ["json_valid", "key_accuracy"]  # a target's metric is always measured
+    assert validate_task(dict(base, primary_metric="json_valid")).decision_metric()[0] == "json_valid"
+    with pytest.raises(TaskFileError, match="differs from the target's metric"):
+        validate_task(dict(base, primary_metric="json_valid", target={"metric": "key_accuracy"}))
+    with pytest.raises(TaskFileError, match="target.metric: unknown metric 'bleu'"):
+        validate_task(dict(base, target={"metric": "bleu"}))
+    assert validate_task(dict(base, prices={})).prices.requests_per_month is None  # no volume unless stated

@@ -1,118 +1,249 @@
-"""The decision engine on measured results built by hand: each branch of the framework."""
+"""The verdict on measured results built by hand: one scenario per situation, and properties over many."""
+
+import random
+import re
 
 import pytest
 
 from tunewise.arms import family, method
 from tunewise.costs import arm_costs, break_even
-from tunewise.decision import decide
+from tunewise.decision import MIN_CLEAN, decide, framework_table
 from tunewise.metrics import get_metric
-from tunewise.reports.model import ArmCost, ArmResult, ArmSummary, Comparison, RunReport
+from tunewise.reports.model import ArmCost, ArmResult, ArmSummary, Comparison, Evidence, MetricValue, RunReport
 from tunewise.stats import compare_all
 
-PRICES = {"hardware_per_hour": 1.0, "requests_per_month": 100_000, "currency": "USD"}
+PRICES = {"hardware_per_hour": 1.0, "currency": "USD"}  # no volume stated
+VOLUME = {"hardware_per_hour": 10.0, "requests_per_month": 10_000_000, "currency": "USD"}
 
 
-def arm(name, type_, value, *, tokens=20.0, eps=10.0, decoding="constrained", training=None, agreement=None):
-    summary = {"n": 200, "metrics": {"accuracy": {"value": value, "low": value - 0.05, "high": value + 0.05}},
-               "examples_per_s": eps, "mean_input_tokens": tokens, "mean_output_tokens": 1.0, "format_ok": 1.0,
+def arm(name, type_, outcome, *, metric="accuracy", tokens=20.0, eps=10.0, decoding="constrained", training=None,
+        agreement=None, format_ok=1.0, model="m"):
+    """An arm whose stored summary holds the mean of its right/wrong outcomes, with a plain ±0.05 interval."""
+    value = sum(outcome) / len(outcome)
+    summary = {"n": len(outcome), "metrics": {metric: {"value": value, "low": value - 0.05, "high": value + 0.05}},
+               "examples_per_s": eps, "mean_input_tokens": tokens, "mean_output_tokens": 1.0, "format_ok": format_ok,
                "latency_p50_s": 1 / eps, "latency_p95_s": 1 / eps}
     if agreement is not None:
         summary["consistency"] = {"items": 50, "samples": 5, "temperature": 0.7, "sample_agreement": agreement}
+    if family(type_) == "fine-tune" and training is None:
+        training = {"wall_s": 100.0, "train_examples": 1000}
     return ArmResult(name=name, type=type_, family=family(type_), method=method(type_, decoding), decoding=decoding,
-                     model="m", status="done", config={"type": type_, "name": name},
-                     summary=ArmSummary.model_validate(summary), training=training)
-
-
-def report(arms, *, target=None, leakage=0, prices=None):
-    return RunReport(run_id="r", task="t", status="done", created_at=0.0, info={"leakage": {"count": leakage}},
-                     config={"target": target, "prices": prices or PRICES, "splits": {"seed": 0}},
-                     metrics=["accuracy"], arms=arms)
+                     model=model, status="done", config={"type": type_, "name": name, "k": 4}, wall_s=20.0,
+                     summary=ArmSummary.model_validate(summary), training=training, data_required="none")
 
 
 def outcomes(n_right, n=200):
     return [1.0] * n_right + [0.0] * (n - n_right)
 
 
-def run_decision(arms, scores, **kw):
-    """Right/wrong outcomes per arm become answers to one-label items, then the paired tests and costs."""
-    r = report(arms, **kw)
+def build(arms, scores, *, target=None, leakage=None, prices=None, metric="accuracy", why="the main quality metric",
+          clean=None):
+    """A run report with the paired tests computed from the outcomes (answers 'y' right, 'n' wrong)."""
+    info = {"leakage": leakage or {"count": 0}, "splits": {}}
+    r = RunReport(run_id="r", task="t", status="done", created_at=0.0, info=info,
+                  config={"target": target, "prices": prices or PRICES, "splits": {"seed": 0}, "model": "m",
+                          "type": "classification", "decision_metric": {"name": metric, "why": why}},
+                  metrics=["json_valid", metric] if metric != "accuracy" else ["accuracy"], arms=arms)
+    r.comparisons = _comparisons(scores, metric)
+    if clean:
+        n = len(next(iter(clean.values())))
+        r.clean = Evidence(basis=f"the {n} clean test items", n=n, comparisons=_comparisons(clean, metric),
+                           values={k: MetricValue(value=sum(v) / n, low=sum(v) / n - 0.1, high=sum(v) / n + 0.1)
+                                   for k, v in clean.items()})
+    r.costs = arm_costs(r.arms, r.prices)
+    return r
+
+
+def _comparisons(scores, metric):
+    if len(scores) < 2:
+        return []
     n = len(next(iter(scores.values())))
     preds = {name: ["y" if right else "n" for right in outcome] for name, outcome in scores.items()}
-    r.comparisons = [Comparison.model_validate(c.to_dict())
-                     for c in compare_all(preds, ["y"] * n, get_metric("accuracy"))] if len(scores) > 1 else []
-    r.costs = arm_costs(r.arms, r.prices)
-    return decide(r)
+    found = compare_all(preds, ["y"] * n, get_metric("accuracy"))
+    return [Comparison.model_validate(dict(c.to_dict(), metric=metric)) for c in found]
 
 
-def test_equal_arms_recommend_the_cheaper_prompting_arm_and_say_why():
-    arms = [arm("short", "zero_shot", 0.8, eps=20.0), arm("long", "structured", 0.8, tokens=100, eps=5.0)]
-    d = run_decision(arms, {"short": outcomes(160), "long": outcomes(160)})
-    assert d.recommended == "short" and d.kind == "prompting"
-    text = " ".join(d.reasons)
-    assert "short is the cheapest" in text and "long is not significantly different" in text
-    # the longer prompt bought nothing: named as a mistake
-    assert any("longer prompt with no gain" in m for m in d.mistakes)
+def run_decision(specs, **kw):
+    """specs: (name, type, outcomes, arm options); the decision, checked for coherence."""
+    arms = [arm(name, type_, out, metric=kw.get("metric", "accuracy"), **opts) for name, type_, out, opts in specs]
+    report = build(arms, {name: out for name, _, out, _ in specs}, **kw)
+    d = decide(report)
+    assert_coherent(report, d)
+    return d
 
 
-def test_a_significantly_better_tuned_arm_is_recommended_with_numbers():
-    training = {"wall_s": 200.0, "train_examples": 1000}
-    arms = [arm("prompt", "few_shot", 0.62), arm("lora", "lora", 0.96, training=training)]
-    scores = {"prompt": outcomes(124), "lora": [1.0] * 192 + [0.0] * 8}
-    d = run_decision(arms, scores, target={"metric": "accuracy", "value": 0.9})
+def assert_coherent(report, d):
+    """The recommended arm is never what a warning advises against, and every cited number is the stored one."""
+    assert all(d.recommended not in m.against for m in d.mistakes)
+    facts = report.clean if d.basis and d.basis.startswith("the ") and report.clean else None
+    values = facts.values if facts else {a.name: a.summary.metrics[report.metric] for a in report.main_arms()}
+    comparisons = facts.comparisons if facts else report.comparisons
+    for text in d.reasons + [m.text for m in d.mistakes]:
+        for name, metric, value, low, high in re.findall(
+                r"([\w@+.-]+) \((\w+) (-?\d+\.\d{3}), 95% CI (-?\d+\.\d{3})–(-?\d+\.\d{3})\)", text):
+            stored = values[name]
+            assert metric == report.metric
+            assert (value, low, high) == (f"{stored.value:.3f}", f"{stored.low:.3f}", f"{stored.high:.3f}")
+        for b, a, diff, low, high in re.findall(
+                r"([\w@+.-]+) − ([\w@+.-]+) = ([+-]\d+\.\d{3}) \S+ \(95% CI ([+-]\d+\.\d{3}) to ([+-]\d+\.\d{3})", text):
+            c = next(c for c in comparisons if {c.a, c.b} == {a, b})
+            sign = 1 if (c.a, c.b) == (a, b) else -1
+            lo, hi = (c.low, c.high) if sign == 1 else (-c.high, -c.low)
+            assert (diff, low, high) == (f"{sign * c.diff:+.3f}", f"{lo:+.3f}", f"{hi:+.3f}")
+
+
+# -- scenarios ----------------------------------------------------------------------------
+def test_prompting_ties_fine_tuning():
+    d = run_decision([("prompt", "few_shot", outcomes(160), {}), ("lora", "lora", outcomes(161), {})])
+    assert d.recommended == "prompt" and d.kind == "prompting"
+    assert any("lora is not significantly better" in r for r in d.reasons)
+    assert any("short of a perfect accuracy" in r for r in d.reasons)  # no target: how good, in numbers
+
+
+def test_fine_tuning_significantly_better():
+    d = run_decision([("prompt", "few_shot", outcomes(124), {}), ("lora", "lora", outcomes(192), {})],
+                     target={"value": 0.9})
     assert d.recommended == "lora" and d.kind == "fine-tuning"
     assert "significantly better" in d.reasons[1] and "mcnemar p =" in d.reasons[1]
-    assert any("misses the target accuracy 0.9" in r for r in d.reasons)
+    assert any("Prompting misses the target accuracy 0.9" in r for r in d.reasons)
     assert any("per 1,000 requests" in r for r in d.reasons)
 
 
-def test_fine_tuning_without_significant_gain_is_not_recommended_and_is_flagged():
-    arms = [arm("prompt", "structured", 0.80), arm("lora", "lora", 0.81, training={"wall_s": 100.0})]
-    prompt = outcomes(160)
-    lora = prompt[:]
-    lora[170] = 1.0
-    lora[171] = 1.0  # 2 more right out of 200: no significant difference
-    d = run_decision(arms, {"prompt": prompt, "lora": lora})
+def test_fine_tuning_better_but_not_significantly():
+    d = run_decision([("prompt", "structured", outcomes(160), {}), ("lora", "lora", outcomes(162), {})])
     assert d.recommended == "prompt"
     assert any("not significantly better" in r for r in d.reasons)
-    assert any("without a significant gain" in m for m in d.mistakes)
-    assert any("Too few test items" in m for m in d.mistakes)
+    assert any(m.kind == "fine-tuning without gain" and m.against == ["lora"] for m in d.mistakes)
+    assert any(m.kind == "too few items" for m in d.mistakes)
 
 
-def test_a_tied_tuned_arm_that_is_cheaper_at_volume_is_recommended():
-    arms = [arm("prompt", "few_shot", 0.80, tokens=400, eps=2.0),
-            arm("lora", "lora", 0.80, eps=50.0, training={"wall_s": 60.0})]
-    d = run_decision(arms, {"prompt": outcomes(160), "lora": outcomes(160)},
-                     prices={"hardware_per_hour": 10.0, "requests_per_month": 10_000_000, "currency": "USD"})
-    assert d.recommended == "lora"
-    assert "cheaper at 10,000,000 requests a month" in d.reasons[1]
+def test_nothing_meets_the_target():
+    d = run_decision([("zero", "zero_shot", outcomes(10), {"format_ok": 0.4}),
+                      ("lora", "lora", outcomes(26), {"format_ok": 1.0})], target={"value": 0.5})
+    assert d.recommended is None and d.kind == "nothing meets the target" and d.closest == "lora"
+    assert any("every arm's 95% interval lies below it" in r for r in d.reasons)
+    assert d.next_steps and "learned the format" in d.next_steps[0]
+    assert any("larger model" in s for s in d.next_steps)
+
+
+def test_a_target_within_an_interval_is_not_declared_unreachable():
+    d = run_decision([("zero", "zero_shot", outcomes(98), {}), ("lora", "lora", outcomes(96), {})],
+                     target={"value": 0.5})  # 0.49 ± 0.05 reaches 0.5
+    assert d.kind == "prompting" and d.recommended == "zero"
+
+
+def test_cost_decides_only_at_a_stated_volume():
+    specs = [("prompt", "few_shot", outcomes(160), {"tokens": 400, "eps": 2.0}),
+             ("lora", "lora", outcomes(160), {"eps": 50.0, "training": {"wall_s": 60.0}})]
+    with_volume = run_decision(specs, prices=VOLUME)
+    assert with_volume.recommended == "lora" and with_volume.kind == "fine-tuning"
+    assert "Fine-tuning wins on cost alone" in with_volume.reasons[1]
+    assert "at the stated 10,000,000 requests a month" in with_volume.reasons[1]
+    unstated = run_decision(specs, prices={"hardware_per_hour": 10.0, "currency": "USD"})
+    assert unstated.recommended == "prompt"
+    assert any("the task states no volume" in r and "pays back its training after" in r for r in unstated.reasons)
 
 
 def test_a_cheaper_tuned_arm_on_too_few_items_is_not_recommended():
     # 18 items: lora is one item worse; the interval is far too wide to call it no worse
-    arms = [arm("prompt", "few_shot", 0.556, eps=2.0), arm("lora", "lora", 0.5, eps=50.0, training={"wall_s": 1.0})]
-    prompt = [1.0] * 10 + [0.0] * 8
-    lora = [1.0] * 9 + [0.0] * 9
-    d = run_decision(arms, {"prompt": prompt, "lora": lora},
-                     prices={"hardware_per_hour": 10.0, "requests_per_month": 10_000_000, "currency": "USD"})
+    d = run_decision([("prompt", "few_shot", [1.0] * 10 + [0.0] * 8, {"eps": 2.0}),
+                      ("lora", "lora", [1.0] * 9 + [0.0] * 9, {"eps": 50.0, "training": {"wall_s": 1.0}})],
+                     prices=VOLUME)
     assert d.recommended == "prompt"
 
 
-def test_leakage_is_named():
-    d = run_decision([arm("a", "zero_shot", 0.5)], {"a": outcomes(100)}, leakage=3)
-    assert any("Leakage" in m for m in d.mistakes)
+def test_too_few_test_items_to_tell():
+    d = run_decision([("a", "zero_shot", [1.0] * 12 + [0.0] * 8, {}), ("b", "structured", [1.0] * 10 + [0.0] * 10, {})])
+    assert any(m.kind == "too few items" and "20 items" in m.text for m in d.mistakes)
 
 
+def test_the_verdict_follows_the_targets_metric_not_the_first_metric():
+    # json_valid is first and every arm is valid JSON; the target is on key accuracy, which prompting misses
+    d = run_decision([("few", "few_shot", outcomes(170), {}), ("lora", "lora", outcomes(198), {}),
+                      ("hybrid", "hybrid", outcomes(197), {"training": {"uses": "lora"}})],
+                     metric="key_accuracy", why="the target's metric", target={"metric": "key_accuracy", "value": 0.9})
+    assert d.metric == "key_accuracy" and d.metric_why == "the target's metric"
+    assert d.recommended in ("lora", "hybrid") and d.kind in ("fine-tuning", "hybrid")
+    assert any("Prompting misses the target key_accuracy 0.9" in r for r in d.reasons)
+
+
+def test_a_fully_leaked_test_withholds_the_verdict():
+    leak = {"count": 200, "ids": [], "test_items": 200}
+    d = run_decision([("few", "few_shot", outcomes(50), {}), ("lora", "lora", outcomes(200), {})], leakage=leak)
+    assert d.recommended is None and d.kind == "withheld"
+    assert "memorization" in d.reasons[0] and "group_by" in d.next_steps[0]
+
+
+def test_a_partly_leaked_test_is_decided_on_the_clean_items():
+    leak = {"count": 50, "ids": [], "test_items": 200}
+    clean = {"few": outcomes(100, 150), "lora": outcomes(104, 150)}  # on unseen inputs lora is no better
+    d = run_decision([("few", "few_shot", outcomes(140), {}), ("lora", "lora", outcomes(190), {})], leakage=leak,
+                     clean=clean)
+    assert d.basis == "the 150 clean test items" and d.recommended == "few"
+    assert d.reasons[0].startswith("Decided on the 150 clean test items: 50 of 200 test inputs")
+    assert any(m.kind == "leakage" for m in d.mistakes)
+
+
+def test_a_few_clean_items_are_not_enough():
+    leak = {"count": 190, "ids": [], "test_items": 200}
+    clean = {"few": outcomes(5, MIN_CLEAN - 10), "lora": outcomes(6, MIN_CLEAN - 10)}
+    d = run_decision([("few", "few_shot", outcomes(140), {}), ("lora", "lora", outcomes(190), {})], leakage=leak,
+                     clean=clean)
+    assert d.kind == "withheld"
+
+
+# -- properties over many generated results --------------------------------------------------
+TYPES = ["zero_shot", "structured", "few_shot", "lora", "full", "hybrid"]
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_any_verdict_is_coherent(seed):
+    rng = random.Random(seed)
+    n = rng.choice([12, 40, 200])
+    specs = []
+    for i in range(rng.randint(1, 5)):
+        type_ = rng.choice(TYPES)
+        out = [1.0 if rng.random() < rng.random() else 0.0 for _ in range(n)]
+        opts = {"tokens": rng.uniform(5, 500), "eps": rng.uniform(0.5, 100), "format_ok": rng.random()}
+        if family(type_) == "fine-tune":
+            opts["training"] = {"wall_s": rng.uniform(1, 1000), "train_examples": 100}
+        specs.append((f"{type_}{i}", type_, out, opts))
+    prices = rng.choice([PRICES, VOLUME])
+    target = rng.choice([None, {"value": rng.random()}, {"value": rng.random(), "min_gain": 0.0}])
+    d = run_decision(specs, prices=prices, target=target)
+    if d.recommended:
+        assert d.kind in ("prompting", "fine-tuning", "hybrid")
+    if prices is PRICES and d.kind in ("fine-tuning", "hybrid"):
+        assert not any("cost alone" in r for r in d.reasons)  # no volume: cost never decides
+
+
+# -- costs and the framework's table -----------------------------------------------------------
 def test_break_even_volume():
-    tuned = ArmCost(per_1k=0.1, basis="seconds", one_time=5.0, monthly=0.0)
-    assert break_even(tuned, ArmCost(per_1k=0.6, basis="seconds", one_time=0.0, monthly=0.0)) == pytest.approx(10_000)
-    assert break_even(tuned, ArmCost(per_1k=0.05, basis="seconds", one_time=0.0, monthly=0.0)) is None
+    tuned = ArmCost(per_1k=0.1, basis="seconds", one_time=5.0, monthly=None)
+    assert break_even(tuned, ArmCost(per_1k=0.6, basis="seconds", one_time=0.0, monthly=None)) == pytest.approx(10_000)
+    assert break_even(tuned, ArmCost(per_1k=0.05, basis="seconds", one_time=0.0, monthly=None)) is None
 
 
 def test_token_prices_are_used_for_priced_models():
-    a = arm("api", "zero_shot", 0.7, tokens=1000)
-    r = report([a], prices={"models": {"m": {"input_per_million": 2.0, "output_per_million": 8.0}},
-                            "requests_per_month": 1000, "currency": "USD"})
-    costs = arm_costs(r.arms, r.prices)["api"]
+    r = build([arm("api", "zero_shot", outcomes(140), tokens=1000)], {"api": outcomes(140)},
+              prices={"models": {"m": {"input_per_million": 2.0, "output_per_million": 8.0}},
+                      "requests_per_month": 1000, "currency": "USD"})
+    costs = r.costs["api"]
     assert costs.basis == "tokens"
     assert costs.per_1k == pytest.approx((1000 * 2.0 + 1 * 8.0) / 1e6 * 1000)
     assert costs.monthly == pytest.approx(costs.per_1k)
+    assert build([arm("a", "zero_shot", outcomes(1))], {"a": outcomes(1)}).costs["a"].monthly is None
+
+
+def test_the_framework_table_has_the_six_rows_measured():
+    r = build([arm("few", "few_shot", outcomes(124)), arm("lora", "lora", outcomes(192))],
+              {"few": outcomes(124), "lora": outcomes(192)})
+    r.decision = decide(r)
+    table = framework_table(r)
+    assert table.columns == ["prompting: few", "fine-tuning: lora"]
+    rows = {row.label: row.cells for row in table.rows}
+    assert {"method", "cost", "speed", "flexibility", "data required", "use case"} <= set(rows)
+    assert rows["speed"][0] == "first usable result after 20 s (evaluation only)"
+    assert rows["speed"][1] == "first usable result after 120 s (100 s training + 20 s evaluation)"
+    assert "retraining: 120 s" in rows["flexibility"][1] and "prompt edit" in rows["flexibility"][0]
+    assert rows["use case"][1] == "Recommended (fine-tuning) for this task."

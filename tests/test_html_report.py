@@ -66,7 +66,13 @@ def test_report_json_holds_the_decision_tests_costs_and_consistency(full_run):
     report = json.loads(full_run.report_paths["json"].read_text())
     names = {a["name"] for a in report["arms"]}
     assert {"zero_shot", "structured", "few_shot", "lora", "hybrid", "lora@8", "few_shot@k1"} <= names
-    assert report["decision"]["recommended"] in names and report["decision"]["reasons"]
+    decision = report["decision"]
+    assert (decision["recommended"] or decision["closest"]) in names and decision["reasons"]
+    assert decision["metric"] == "accuracy" and decision["metric_why"] == "the target's metric"
+    assert [row["label"] for row in report["framework"]["rows"]] == [
+        "method", "quality", "cost", "speed", "flexibility", "data required", "use case"]
+    assert report["framework"]["columns"][:2] == ["prompting: zero_shot", "fine-tuning: lora"] or \
+        report["framework"]["columns"][0].startswith("prompting: ")
     assert len(report["comparisons"]) == 10  # 5 main arms, every pair
     assert all(c["p_holm"] >= c["p"] for c in report["comparisons"])
     assert report["costs"]["lora"]["one_time"] > 0 and report["costs"]["zero_shot"]["one_time"] == 0
@@ -87,7 +93,8 @@ def test_report_renders_in_chromium_without_console_errors(full_run, tmp_path):
     screenshot = tmp_path / "report.png"
     dom, errors = render(html, tmp_path, screenshot=screenshot)
     assert errors == []
-    assert 'id="comparison"' in dom and 'id="recommendation"' in dom and "Recommendation:" in dom
+    assert 'id="comparison"' in dom and 'id="recommendation"' in dom and 'id="framework"' in dom
+    assert "Decided on <b>accuracy</b>" in dom
     rows = re.findall(r"<tr[^>]*>\s*<td>(\w[\w@+]*)</td>", dom.split('id="comparison"')[1].split("</table>")[0])
     assert rows == ["zero_shot", "structured", "few_shot", "lora", "hybrid"]
     assert dom.count("<svg") >= 4  # quality/cost, fine-tuning curve, few-shot curve, training loss

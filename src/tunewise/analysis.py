@@ -11,10 +11,10 @@ import json
 
 from .arms import arm_class, family, method
 from .costs import arm_costs, training_record
-from .decision import decide
-from .metrics import get_metric
+from .decision import decide, framework_table
+from .metrics import bootstrap_interval, get_metric, normalize_answer
 from .reports.model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, DataNeeds, Disagreement,
-                            RunReport, ShotPoint, TuningPoint)
+                            Evidence, MetricValue, RunReport, ShotPoint, TuningPoint)
 from .stats import compare_all
 from .store import Store
 
@@ -31,11 +31,15 @@ def build_report(store: Store, run_id: str) -> RunReport:
     rows = {a.name: store.predictions(report.run_id, a.name) for a in report.main_arms()}
     report.data_needs = data_needs(report)
     report.comparisons = comparisons(report, rows)
+    report.clean = clean_evidence(report, rows)
     report.costs = arm_costs(report.arms, report.prices)
     report.decision = decide(report)
+    report.framework = framework_table(report)
     if report.config["type"] == "classification":
         labels = report.info.get("labels") or []
         report.confusion = {name: confusion(rs, labels) for name, rs in rows.items()}
+    if report.config["type"] == "extraction":
+        report.field_accuracy = {name: field_accuracy(rs) for name, rs in rows.items()}
     report.disagreements = disagreements(rows)
     report.loss_curves = {a["name"]: [(s["step"], s["loss"]) for s in a["training"]["losses"]]
                           for a in stored if (a.get("training") or {}).get("losses") and not a.get("curve")}
@@ -60,19 +64,46 @@ def _arm_result(stored: dict, run_config: dict) -> ArmResult:
 
 
 # -- paired comparisons -------------------------------------------------------------
-def comparisons(report: RunReport, rows: dict[str, list[dict]]) -> list[Comparison]:
-    """Every pair of main arms on the test items all of them answered, in the decision metric."""
+def comparisons(report: RunReport, rows: dict[str, list[dict]], keep: set[str] | None = None) -> list[Comparison]:
+    """Every pair of main arms on the test items all of them answered (of `keep`, when given),
+    in the decision metric."""
     if len(rows) < 2:
         return []
-    common = set.intersection(*(set(r["example_id"] for r in rs) for rs in rows.values()))
-    order = [r["example_id"] for r in next(iter(rows.values())) if r["example_id"] in common]
-    by_id = {name: {r["example_id"]: r for r in rs} for name, rs in rows.items()}
-    preds = {name: [by_id[name][i]["parsed"] for i in order] for name in rows}
-    targets = [by_id[next(iter(rows))][i]["target"] for i in order]
+    preds, targets = _aligned(rows, keep)
+    if not targets:
+        return []
     labels = report.info.get("labels") or None
     found = compare_all(preds, targets, get_metric(report.metric), labels=labels,
                         seed=report.config["splits"]["seed"])
     return [Comparison.model_validate(c.to_dict()) for c in found]
+
+
+def _aligned(rows: dict[str, list[dict]], keep: set[str] | None = None) -> tuple[dict[str, list], list]:
+    """Each arm's parsed answers and the targets, on the items every arm answered, in one order."""
+    common = set.intersection(*(set(r["example_id"] for r in rs) for rs in rows.values()))
+    if keep is not None:
+        common &= keep
+    order = [r["example_id"] for r in next(iter(rows.values())) if r["example_id"] in common]
+    by_id = {name: {r["example_id"]: r for r in rs} for name, rs in rows.items()}
+    preds = {name: [by_id[name][i]["parsed"] for i in order] for name in rows}
+    return preds, [by_id[next(iter(rows))][i]["target"] for i in order]
+
+
+def clean_evidence(report: RunReport, rows: dict[str, list[dict]]) -> Evidence | None:
+    """The decision metric and the paired tests on the test items whose input was not seen in train/dev."""
+    leaked = set((report.info.get("leakage") or {}).get("ids") or [])
+    if not leaked or not rows:
+        return None
+    test_ids = {r["example_id"] for rs in rows.values() for r in rs}
+    keep = test_ids - leaked
+    preds, targets = _aligned(rows, keep)
+    metric, seed = get_metric(report.metric), report.config["splits"]["seed"]
+    values = {}
+    for name, answers in preds.items():
+        low, high = bootstrap_interval(metric, answers, targets, seed=seed) if targets else (None, None)
+        values[name] = MetricValue(value=metric.aggregate(answers, targets) if targets else None, low=low, high=high)
+    return Evidence(basis=f"the {len(targets)} clean test items (inputs not seen in train/dev)", n=len(targets),
+                    values=values, comparisons=comparisons(report, rows, keep) if targets else [])
 
 
 # -- error analysis -------------------------------------------------------------------
@@ -85,6 +116,18 @@ def confusion(rows: list[dict], labels: list[str]) -> Confusion:
         if target in counts:
             counts[target][guess if guess in counts[target] else "(none)"] += 1
     return Confusion(labels=labels, predicted=predicted, counts=counts)
+
+
+def field_accuracy(rows: list[dict]) -> dict[str, float]:
+    """Extraction: per expected key, the share of items whose answer has that key's value right."""
+    counts: dict[str, list[int]] = {}
+    for r in rows:
+        target = r["target"] if isinstance(r["target"], dict) else {}
+        answer = r["parsed"] if isinstance(r["parsed"], dict) else {}
+        for key, value in target.items():
+            right = key in answer and normalize_answer(answer[key]) == normalize_answer(value)
+            counts.setdefault(key, []).append(int(right))
+    return {key: sum(v) / len(v) for key, v in counts.items()}
 
 
 def disagreements(rows: dict[str, list[dict]], limit: int = 500) -> list[Disagreement]:

@@ -19,6 +19,10 @@ DEFAULT_METRICS: dict[str, list[str]] = {
     "generation": ["exact_match", "token_f1", "rouge_l"],
     "extraction": ["json_valid", "key_accuracy"],
 }
+# the quality each task type is decided on when the task names none; format validity (json_valid) is a
+# gate and a reported rate, not the thing ranked
+MAIN_METRIC = {"classification": "accuracy", "generation": "token_f1", "extraction": "key_accuracy"}
+GATES = ("json_valid",)
 
 
 class Strict(BaseModel):
@@ -47,6 +51,10 @@ class SplitConfig(Strict):
     test: float = Field(0.2, gt=0, le=1)
     seed: int = 0
     stratify: bool = True  # only for classification
+    group_by: str | None = Field(None, description="a data field: rows sharing its value stay in one split "
+                                                    "(no test group is seen in training)")
+    dedupe: bool = Field(False, description="keep one row per input (case and spacing ignored); the count "
+                                            "dropped is reported")
     max_train: int | None = Field(None, gt=0)
     max_dev: int | None = Field(None, gt=0)
     max_test: int | None = Field(None, gt=0)
@@ -121,7 +129,7 @@ class LearningCurve(Strict):
 
 class Target(Strict):
     """What the user needs; the decision recommends fine-tuning only when prompting falls short."""
-    metric: str = "accuracy"
+    metric: str | None = Field(None, description="default: the task's decision metric")
     value: float | None = Field(None, description="the quality needed on the test split")
     consistency: float | None = Field(None, ge=0, le=1, description="sample agreement needed")
     min_gain: float = Field(0.02, ge=0, description="smallest quality gain worth fine-tuning for")
@@ -159,7 +167,8 @@ class Prices(Strict):
     models: dict[str, ModelPrice] = Field(default_factory=dict, description="per model name, per million tokens")
     hardware_per_hour: float = Field(0.10, ge=0, description="local hardware price per hour (inference)")
     training_per_hour: float | None = Field(None, ge=0, description="default: hardware_per_hour")
-    requests_per_month: int = Field(100_000, ge=0)
+    requests_per_month: int | None = Field(
+        None, ge=0, description="your volume; cost at volume enters the decision only when it is stated")
     currency: str = "USD"
 
 
@@ -175,6 +184,8 @@ class Task(Strict):
     output_format: str | None = None
     constraints: list[str] = Field(default_factory=list)
     metrics: list[str] | None = None
+    primary_metric: str | None = Field(None, description="the metric arms are ranked and decided on; default: "
+                                                         "the target's metric, else the task type's main one")
     splits: SplitConfig = Field(default_factory=SplitConfig)
     model: str = "smollm2-135m"
     endpoints: dict[str, Endpoint] = Field(default_factory=dict, description="remote models by name")
@@ -209,6 +220,8 @@ class Task(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Task":
+        if self.splits.group_by and self.data.split_column:
+            raise ValueError("splits.group_by has no effect with data.split_column: the column fixes the splits")
         if self.type == "extraction" and not self.json_keys:
             raise ValueError("an extraction task needs json_keys")
         names = [arm_name(a) for a in self.arms]
@@ -238,11 +251,32 @@ class Task(Strict):
                 raise ValueError(f"learning_curve.arm {curve.arm!r} is not a lora or full arm")
             if curve.few_shot_arm and kinds.get(curve.few_shot_arm) != "few_shot":
                 raise ValueError(f"learning_curve.few_shot_arm {curve.few_shot_arm!r} is not a few_shot arm")
-        if self.target and self.target.metric not in self.metric_names():
-            raise ValueError(f"target metric {self.target.metric!r} is not among the task's metrics")
+        from .metrics import METRICS
+        target_metric = self.target.metric if self.target else None
+        for field, name in (("target.metric", target_metric), ("primary_metric", self.primary_metric)):
+            if name is not None and name not in METRICS:
+                raise ValueError(f"{field}: unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
+        if target_metric and self.primary_metric and target_metric != self.primary_metric:
+            raise ValueError(f"primary_metric {self.primary_metric!r} differs from the target's metric "
+                             f"{self.target.metric!r}: the verdict is decided on one metric")
 
     def metric_names(self) -> list[str]:
-        return self.metrics or DEFAULT_METRICS[self.type]
+        """The metrics measured: the task's (or its type's defaults), plus the decision metric if missing."""
+        names = list(self.metrics or DEFAULT_METRICS[self.type])
+        main = self.decision_metric()[0]
+        return names if main in names else names + [main]
+
+    def decision_metric(self) -> tuple[str, str]:
+        """The metric the verdict is decided on, and why it was chosen."""
+        if self.target is not None and self.target.metric:
+            return self.target.metric, "the target's metric"
+        if self.primary_metric:
+            return self.primary_metric, "the task's primary_metric"
+        names = self.metrics or DEFAULT_METRICS[self.type]
+        if MAIN_METRIC[self.type] in names:
+            return MAIN_METRIC[self.type], f"the main quality metric of {self.type} tasks"
+        quality = [n for n in names if n not in GATES]
+        return (quality or names)[0], "the first quality metric listed"
 
     def data_path(self) -> Path:
         path = Path(self.data.path).expanduser()
@@ -252,6 +286,8 @@ class Task(Strict):
         """The configuration with every default filled in, as stored with results."""
         out = self.model_dump(mode="json")
         out["metrics"] = self.metric_names()
+        name, why = self.decision_metric()
+        out["decision_metric"] = {"name": name, "why": why}
         out["arms"] = [dict(a, name=arm_name(arm)) for a, arm in zip(out["arms"], self.arms)]
         return out
 

@@ -36,13 +36,13 @@ def training_cost(arm: ArmResult, prices: dict[str, Any], arms: dict[str, ArmRes
 
 
 def arm_costs(arms: list[ArmResult], prices: dict[str, Any]) -> dict[str, ArmCost]:
-    volume = prices.get("requests_per_month", 0)
+    volume = prices.get("requests_per_month")
     finished = {a.name: a for a in arms if a.summary is not None}
     out = {}
     for name, arm in finished.items():
         per_request, basis = request_cost(arm, prices)
         out[name] = ArmCost(per_1k=per_request * 1000, basis=basis, one_time=training_cost(arm, prices, finished),
-                            monthly=per_request * volume, train_flops=(arm.training or {}).get("train_flops"))
+                            monthly=None if volume is None else per_request * volume, train_flops=(arm.training or {}).get("train_flops"))
     return out
 
 

@@ -26,6 +26,7 @@ class Example:
     line: int
     fields: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     split: str | None = None
+    group: str | None = None  # rows of one group stay in one split (splits.group_by)
 
     @property
     def target_text(self) -> str:
@@ -39,6 +40,7 @@ class Splits:
     train: list[Example]
     dev: list[Example]
     test: list[Example]
+    duplicates_dropped: int = 0  # rows whose input repeated an earlier row's (splits.dedupe)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
@@ -174,7 +176,8 @@ def _example(task: Task, path: Path, line: int, row: dict[str, Any]) -> Example:
     column = task.data.split_column or ("__split__" if "__split__" in row else None)
     if column:
         split = _split_value(row, column, where)
-    return Example(id=f"{line}", input=text, target=target, line=line, fields=values, split=split)
+    group = _text_field(row, task.splits.group_by, where) if task.splits.group_by else None
+    return Example(id=f"{line}", input=text, target=target, line=line, fields=values, split=split, group=group)
 
 
 def _text_field(row: dict[str, Any], name: str, where: dict) -> str:
@@ -230,18 +233,22 @@ def label_set(task: Task, examples: list[Example]) -> list[str]:
 def make_splits(task: Task, examples: list[Example], *, task_file: str = "<task>") -> Splits:
     cfg = task.splits
     rng = random.Random(cfg.seed)
+    kept = _dedupe(examples) if cfg.dedupe else examples
+    dropped, examples = len(examples) - len(kept), kept
     if any(e.split for e in examples):
         parts = {name: [e for e in examples if e.split == name] for name in ("train", "dev", "test")}
         for part in parts.values():
             rng.shuffle(part)
+    elif cfg.group_by:
+        parts = _split_by_group(task, examples, rng)
     else:
         parts = _split_by_fraction(task, examples, rng)
-    key = _stratum if task.type == "classification" and cfg.stratify else None
+    key = _stratum if task.type == "classification" and cfg.stratify and not cfg.group_by else None
     for name in parts:
         cap = getattr(cfg, f"max_{name}")
         if cap is not None and len(parts[name]) > cap:
             parts[name] = _take(parts[name], cap, key, rng)
-    splits = Splits(**parts)
+    splits = Splits(**parts, duplicates_dropped=dropped)
     if not splits.test:
         raise TaskFileError(f"the test split is empty ({len(examples)} rows; fractions {cfg.train:g}/"
                             f"{cfg.dev:g}/{cfg.test:g})", file=task_file, field="splits.test")
@@ -273,6 +280,41 @@ def _split_by_fraction(task: Task, examples: list[Example], rng: random.Random) 
     return parts
 
 
+def _dedupe(examples: list[Example]) -> list[Example]:
+    """The first row of each input (case and spacing ignored)."""
+    seen: set[str] = set()
+    out = []
+    for e in examples:
+        key = normalize(e.input)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
+
+
+def _split_by_group(task: Task, examples: list[Example], rng: random.Random) -> dict[str, list[Example]]:
+    """Whole groups to test, then dev, until each holds its share of the rows; the rest train.
+
+    Stratification gives way here: keeping a group together is what makes the test unseen.
+    """
+    cfg = task.splits
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        groups[e.group].append(e)
+    order = sorted(groups)
+    rng.shuffle(order)
+    parts: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    wanted = {"test": round(len(examples) * cfg.test), "dev": round(len(examples) * cfg.dev)}
+    for name in order:
+        part = next((p for p in ("test", "dev") if len(parts[p]) < wanted[p]), "train")
+        parts[part] += groups[name]
+    if cfg.train + cfg.dev + cfg.test < 1 - 1e-9:  # fractions leave rows unused: cap train at its share
+        parts["train"] = parts["train"][:round(len(examples) * cfg.train)]
+    for part in parts.values():
+        rng.shuffle(part)
+    return parts
+
+
 def _take(items: list[Example], n: int, key, rng: random.Random) -> list[Example]:
     """The first n items, keeping each stratum's share when a key is given."""
     if key is None:
@@ -298,15 +340,21 @@ class Leakage:
     count: int
     examples: list[str]
 
+    ids: list[str] = field(default_factory=list)  # the leaked test items
+    test_items: int = 0
+
     def message(self) -> str:
         shown = ", ".join(repr(x) for x in self.examples[:5])
-        return f"{self.count} test input(s) also appear in train/dev (leakage), e.g. {shown}"
+        return (f"{self.count} of {self.test_items} test input(s) also appear in train/dev (leakage), e.g. {shown}; "
+                f"keep identical or related inputs in one split with splits: {{group_by: FIELD}} or "
+                f"{{dedupe: true}}")
 
 
 def find_leakage(splits: Splits) -> Leakage:
     seen = {normalize(e.input) for e in splits.train + splits.dev}
-    leaked = [e.input for e in splits.test if normalize(e.input) in seen]
-    return Leakage(count=len(leaked), examples=leaked[:10])
+    leaked = [e for e in splits.test if normalize(e.input) in seen]
+    return Leakage(count=len(leaked), examples=[e.input for e in leaked[:10]], ids=[e.id for e in leaked],
+                   test_items=len(splits.test))
 
 
 def check_leakage(splits: Splits, *, strict: bool, file: str) -> Leakage:

@@ -1,32 +1,61 @@
-"""The decision: start with prompting; recommend fine-tuning only when it is needed. Each reason cites numbers."""
+"""The decision: start with prompting; recommend fine-tuning only when it is needed. Each reason cites numbers.
+
+One set of facts (the `Evidence`: each arm's decision metric and the paired comparisons, on all test
+items or on the clean ones when inputs leaked) feeds the recommendation, its reasons and the mistakes,
+so a warning never condemns the arm that is recommended.
+"""
 
 from __future__ import annotations
 
-from .costs import break_even
+from .costs import break_even, training_record
+from .curves import extrapolate
 from .reports.format import money
-from .reports.model import Decision, RunReport
+from .reports.model import Decision, Evidence, FrameworkRow, FrameworkTable, MetricValue, Mistake, RunReport
 
 TUNED = ("fine-tune", "hybrid")  # families answered by a trained model
+LEAK_SHARE = 0.05                # above this share of leaked test items the clean items decide
+MIN_CLEAN = 20                   # fewer clean items than this cannot carry a verdict
+KINDS = {"prompt": "prompting", "fine-tune": "fine-tuning", "hybrid": "hybrid", "retrieval": "retrieval"}
+
+
+def evidence(report: RunReport) -> tuple[Evidence | None, str | None]:
+    """The facts the verdict uses, and why it uses the clean subset (or withholds one: evidence None)."""
+    main = report.main_arms()
+    everything = Evidence(basis=f"all {main[0].summary.n if main else 0} test items", n=main[0].summary.n if main else 0,
+                          values={a.name: a.summary.metrics[report.metric] for a in main},
+                          comparisons=report.comparisons)
+    leak = report.info.get("leakage") or {}
+    total = leak.get("test_items") or everything.n
+    if not report.leaked or not total or report.leaked / total <= LEAK_SHARE:
+        return everything, None
+    note = f"{report.leaked} of {total} test inputs also occur in train/dev"
+    if report.clean is not None and report.clean.n >= MIN_CLEAN:
+        return report.clean, f"Decided on {report.clean.basis}: {note}, and scores on those measure recall."
+    return None, note
 
 
 class Decider:
-    """The framework applied to one analysed run (arms, paired comparisons and costs already in the report)."""
+    """The framework applied to one analysed run."""
 
-    def __init__(self, report: RunReport):
-        self.report = report
+    def __init__(self, report: RunReport, facts: Evidence):
+        self.report, self.facts = report, facts
         self.metric = report.metric
-        self.arms = {a.name: a for a in report.main_arms()}
+        self.arms = {a.name: a for a in report.main_arms() if a.name in facts.values
+                     and facts.values[a.name].value is not None}
         self.costs = report.costs
         target = report.config.get("target") or {}
-        self.target = target.get("value") if target.get("metric", self.metric) == self.metric else None
+        self.target = target.get("value")
         self.target_consistency = target.get("consistency")
         self.min_gain = target.get("min_gain", 0.02)
-        self.volume = report.prices.get("requests_per_month", 0)
+        self.volume = report.prices.get("requests_per_month")  # None: the task states no volume
         self.currency = report.currency
 
     # -- lookups --------------------------------------------------------------
     def value(self, name: str) -> float:
-        return self.arms[name].value(self.metric)
+        return self.facts.values[name].value
+
+    def interval(self, name: str) -> MetricValue:
+        return self.facts.values[name]
 
     def consistency(self, name: str) -> float | None:
         c = self.arms[name].summary.consistency
@@ -34,7 +63,7 @@ class Decider:
 
     def diff(self, a: str, b: str):
         """The comparison of b against a (diff = b − a)."""
-        return self.report.comparison(a, b)
+        return self.facts.comparison(a, b)
 
     def better(self, a: str, b: str) -> bool:
         """b is significantly better than a, by at least the minimum gain."""
@@ -49,26 +78,44 @@ class Decider:
     def monthly(self, name: str) -> float:
         return self.costs[name].monthly + self.costs[name].one_time / 12  # training paid over a year
 
+    # -- citations: every number a reason gives comes from here -------------------------
+    def score(self, name: str) -> str:
+        m = self.interval(name)
+        return f"{name} ({self.metric} {m.value:.3f}, 95% CI {_ci(m)})"
+
     def cite(self, a: str, b: str) -> str:
         c = self.diff(a, b)
         return (f"{b} − {a} = {c.diff:+.3f} {self.metric} (95% CI {c.low:+.3f} to {c.high:+.3f}, "
                 f"{c.test} p = {c.p:.3g}, Holm p = {c.p_holm:.3g})")
 
+    def _money(self, value: float) -> str:
+        return money(value, self.currency)
+
     # -- the framework ------------------------------------------------------------
-    def decide(self) -> Decision:
+    def decide(self, note: str | None) -> Decision:
         prompting = [n for n, a in self.arms.items() if a.family == "prompt"]
         tuned = [n for n, a in self.arms.items() if a.family in TUNED]
-        if not prompting and not tuned:
-            return Decision(recommended=None, kind=None, reasons=["No arm finished."])
-        reasons: list[str] = []
-        if not prompting:
+        others = [n for n in self.arms if n not in prompting + tuned]  # e.g. retrieval
+        if not self.arms:
+            return self._result(None, None, ["No arm finished."])
+        reasons = [note] if note else []
+        first = prompting or others
+        if not first:
             best = max(tuned, key=self.value)
-            return self._result(best, "fine-tuning", [f"Only fine-tuned arms ran; {best} scores "
-                                                       f"{self.value(best):.3f} {self.metric}."])
+            winner, kind = best, KINDS[self.arms[best].family]
+            reasons.append(f"Only fine-tuned arms ran; the best is {self.score(best)}.")
+        else:
+            winner, kind, why = self._framework(first, tuned)
+            reasons += why
+        if self._nothing_meets_target():
+            return self._nothing(reasons)
+        reasons += self._distance(winner)
+        return self._result(winner, kind, reasons)
+
+    def _framework(self, prompting: list[str], tuned: list[str]) -> tuple[str, str, list[str]]:
         best_prompt = max(prompting, key=self.value)
         choice = self._cheapest_tied(best_prompt, prompting)
-        reasons.append(f"Start with prompting: the best prompting arm is {best_prompt} with {self.metric} "
-                       f"{self.value(best_prompt):.3f} {self._ci(best_prompt)}.")
+        reasons = [f"Start with prompting: the best prompting arm is {self.score(best_prompt)}."]
         costlier = [n for n in prompting if n != choice and (n == best_prompt or self.non_inferior(best_prompt, n))
                     and self.costs[n].per_1k > self.costs[choice].per_1k]
         if costlier:
@@ -78,11 +125,9 @@ class Decider:
                                f"{self._money(self.costs[n].per_1k)}" for n in costlier) + ".")
         needs = self._needs_fine_tuning(choice, tuned)
         if not needs:
-            reasons += self._why_prompting_suffices(choice, tuned)
-            return self._result(choice, "prompting", reasons)
+            return choice, KINDS[self.arms[choice].family], reasons + self._why_prompting_suffices(choice, tuned)
         winner, why = needs
-        reasons += why
-        return self._result(winner, "hybrid" if self.arms[winner].family == "hybrid" else "fine-tuning", reasons)
+        return winner, KINDS[self.arms[winner].family], reasons + why
 
     def _cheapest_tied(self, best: str, candidates: list[str]) -> str:
         tied = [n for n in candidates if n == best or self.non_inferior(best, n)]
@@ -92,47 +137,58 @@ class Decider:
         if not tuned:
             return None
         significant = [n for n in tuned if self.better(prompt, n)]
-        meets_target = self.target is None or self.value(prompt) >= self.target
-        consistent = (self.target_consistency is None or self.consistency(prompt) is None
-                      or self.consistency(prompt) >= self.target_consistency)
-        cheaper = [n for n in tuned if self.non_inferior(prompt, n) and self._cheaper_at_volume(n, prompt)]
         if significant:
-            best = max(significant, key=self.value)
-            best = self._cheapest_tied(best, significant)
+            best = self._cheapest_tied(max(significant, key=self.value), significant)
             why = [f"{best} is significantly better than {prompt}: {self.cite(prompt, best)}, above the minimum "
                    f"gain of {self.min_gain:g}."]
-            if not meets_target:
-                why.append(f"Prompting misses the target {self.metric} {self.target:g} "
-                           f"({prompt}: {self.value(prompt):.3f}); {best} scores {self.value(best):.3f}.")
-            if not consistent:
+            if self.target is not None and self.value(prompt) < self.target:
+                why.append(f"Prompting misses the target {self.metric} {self.target:g}: {self.score(prompt)}; "
+                           f"{self.score(best)}.")
+            consistency = self.consistency(prompt)
+            if self.target_consistency is not None and consistency is not None \
+                    and consistency < self.target_consistency:
                 why.append(f"Prompting misses the consistency target {self.target_consistency:g} "
-                           f"({prompt}: sample agreement {self.consistency(prompt):.3f}).")
+                           f"({prompt}: sample agreement {consistency:.3f}).")
             return best, why + self._cost_lines(best, prompt)
-        if cheaper:
-            best = min(cheaper, key=lambda n: self.monthly(n))
-            return best, [f"{best} is no more than {self.min_gain:g} worse than {prompt} with 95% confidence "
-                          f"({self.cite(prompt, best)}) and is "
-                          f"cheaper at {self.volume:,} requests a month: {self._money(self.monthly(best))} against "
-                          f"{self._money(self.monthly(prompt))} a month, training included."] + \
-                self._cost_lines(best, prompt)
-        return None
-
-    def _cheaper_at_volume(self, tuned: str, prompt: str) -> bool:
-        return self.monthly(tuned) < self.monthly(prompt)
+        if self.volume is None:
+            return None  # with no stated volume, cost never tips the verdict
+        cheaper = [n for n in tuned if self.non_inferior(prompt, n) and self.monthly(n) < self.monthly(prompt)]
+        if not cheaper:
+            return None
+        best = min(cheaper, key=self.monthly)
+        return best, [f"Fine-tuning wins on cost alone: {best} is not better than {prompt} but no more than "
+                      f"{self.min_gain:g} worse with 95% confidence ({self.cite(prompt, best)}), and at the stated "
+                      f"{self.volume:,} requests a month it costs {self._money(self.monthly(best))} against "
+                      f"{self._money(self.monthly(prompt))}, training included."] + self._cost_lines(best, prompt)
 
     def _why_prompting_suffices(self, prompt: str, tuned: list[str]) -> list[str]:
         out = []
         if self.target is not None:
             out.append(f"{prompt} {'meets' if self.value(prompt) >= self.target else 'misses'} the target "
-                       f"{self.metric} {self.target:g} ({self.value(prompt):.3f}).")
+                       f"{self.metric} {self.target:g}: {self.score(prompt)}.")
         for name in tuned:
             c = self.diff(prompt, name)
             if c:
                 verdict = "not significantly better" if not c.significant or c.diff <= 0 else \
                     f"better by less than the minimum gain {self.min_gain:g}"
                 out.append(f"{name} is {verdict}: {self.cite(prompt, name)}.")
+        out += self._unstated_volume(prompt, tuned)
         if not tuned:
             out.append("No fine-tuned arm ran: add a lora arm to see whether fine-tuning would pay.")
+        return out
+
+    def _unstated_volume(self, prompt: str, tuned: list[str]) -> list[str]:
+        """A tuned arm that would be cheaper per request: said, but left out of the verdict without a volume."""
+        if self.volume is not None:
+            return []
+        out = []
+        for name in tuned:
+            volume = break_even(self.costs[name], self.costs[prompt])
+            if volume is not None and self.non_inferior(prompt, name):
+                out.append(f"{name} costs less per request ({self._money(self.costs[name].per_1k)} against "
+                           f"{self._money(self.costs[prompt].per_1k)} per 1,000) and pays back its training after "
+                           f"{volume:,.0f} requests; the task states no volume (prices.requests_per_month), so "
+                           f"cost did not decide.")
         return out
 
     def _cost_lines(self, tuned: str, prompt: str) -> list[str]:
@@ -140,50 +196,85 @@ class Decider:
         line = (f"Costs: {tuned} {self._money(ct.per_1k)} per 1,000 requests plus "
                 f"{self._money(ct.one_time)} once for training; {prompt} {self._money(cp.per_1k)} per 1,000.")
         volume = break_even(ct, cp)
-        if volume is not None:
-            line += f" Training pays for itself after {volume:,.0f} requests."
+        line += f" Training pays for itself after {volume:,.0f} requests." if volume is not None else \
+            " Training never pays for itself: the tuned arm costs no less per request."
         return [line]
 
-    def _ci(self, name: str) -> str:
-        m = self.arms[name].summary.metrics[self.metric]
-        return f"(95% CI {m.low:.3f}–{m.high:.3f})"
+    # -- when no arm is good enough -----------------------------------------------------
+    def _nothing_meets_target(self) -> bool:
+        return self.target is not None and all(
+            self.interval(n).high is not None and self.interval(n).high < self.target for n in self.arms)
 
-    def _money(self, value: float) -> str:
-        return money(value, self.currency)
+    def _nothing(self, reasons: list[str]) -> Decision:
+        closest = max(self.arms, key=self.value)
+        reasons = reasons + [
+            f"No arm meets the target {self.metric} {self.target:g}: every arm's 95% interval lies below it. "
+            f"The closest is {self.score(closest)}, {self.target - self.value(closest):.3f} short."]
+        return self._result(None, "nothing meets the target", reasons, closest=closest,
+                            next_steps=next_steps(self.report, self.target))
 
-    def _result(self, name: str, kind: str, reasons: list[str]) -> Decision:
-        return Decision(recommended=name, kind=kind, metric=self.metric, value=self.value(name), reasons=reasons,
-                        mistakes=self.mistakes(name))
+    def _distance(self, winner: str) -> list[str]:
+        """How good the winner is, in numbers, so a weak winner is never taken for a good one."""
+        if self.target is not None:
+            return []
+        rest = sorted((n for n in self.arms if n != winner), key=self.value, reverse=True)
+        line = f"{winner} is {1 - self.value(winner):.3f} short of a perfect {self.metric} (1.0)"
+        if rest:
+            line += f"; the next best arm, {rest[0]}, is {self.value(winner) - self.value(rest[0]):+.3f} from it"
+        return [line + ". Set a target to have the verdict say whether that is good enough."]
+
+    def _result(self, name: str | None, kind: str | None, reasons: list[str], closest: str | None = None,
+                next_steps: list[str] | None = None) -> Decision:
+        mistakes = self.mistakes()
+        return Decision(recommended=name, kind=kind, metric=self.metric, metric_why=self.report.metric_why,
+                        basis=self.facts.basis, value=self.value(name) if name else None, closest=closest,
+                        reasons=reasons, next_steps=next_steps or [],
+                        mistakes=[m for m in mistakes if name not in m.against])
 
     # -- common mistakes ------------------------------------------------------------
-    def mistakes(self, chosen: str) -> list[str]:
-        out = []
+    def mistakes(self) -> list[Mistake]:
+        if not self.arms:
+            return []
+        out = self._tuned_without_gain() + self._too_few_items()
         prompting = [n for n, a in self.arms.items() if a.family == "prompt"]
-        top = max(self.arms, key=self.value)
-        if self.arms[top].family in TUNED and prompting:
-            best_prompt = max(prompting, key=self.value)
-            c = self.diff(best_prompt, top)
-            if c and not c.significant:
-                out.append(f"Fine-tuning without a significant gain: {top} leads by point estimate but "
-                           f"{self.cite(best_prompt, top)}. Do not fine-tune for this difference.")
-        second = sorted(self.arms, key=self.value, reverse=True)[1:2]
-        if second:
-            c = self.diff(second[0], top)
-            if c and not c.significant and c.items_needed and c.items_needed > c.n:
-                out.append(f"Too few test items to decide between {top} and {second[0]}: {c.n} items, about "
-                           f"{c.items_needed:,} needed to detect a {abs(c.diff):.3f} difference.")
         for longer in prompting:
             for shorter in prompting:
                 if self._longer_without_gain(shorter, longer):
-                    out.append(f"A longer prompt with no gain: {longer} uses "
-                               f"{self.arms[longer].summary.mean_input_tokens:.0f} input tokens against "
-                               f"{self.arms[shorter].summary.mean_input_tokens:.0f} for {shorter}, and "
-                               f"{self.cite(shorter, longer)}.")
-        leak = (self.report.info.get("leakage") or {}).get("count", 0)
-        if leak:
-            out.append(f"Leakage between splits: {leak} test inputs also appear in train/dev; "
-                       f"fine-tuned and few-shot scores may be inflated.")
+                    out.append(Mistake(kind="longer prompt", against=[longer], text=(
+                        f"A longer prompt with no gain: {longer} uses "
+                        f"{self.arms[longer].summary.mean_input_tokens:.0f} input tokens against "
+                        f"{self.arms[shorter].summary.mean_input_tokens:.0f} for {shorter}, and "
+                        f"{self.cite(shorter, longer)}.")))
+        if self.report.leaked:
+            out.append(Mistake(kind="leakage", text=(
+                f"Leakage between splits: {self.report.leaked} test inputs also appear in train/dev; scores on them "
+                f"measure recall of seen inputs. Keep related inputs in one split: splits: {{group_by: FIELD}} or "
+                f"{{dedupe: true}}.")))
         return out
+
+    def _tuned_without_gain(self) -> list[Mistake]:
+        prompting = [n for n, a in self.arms.items() if a.family == "prompt"]
+        top = max(self.arms, key=self.value)
+        if self.arms[top].family not in TUNED or not prompting:
+            return []
+        best_prompt = max(prompting, key=self.value)
+        c = self.diff(best_prompt, top)
+        if not c or c.significant:
+            return []
+        return [Mistake(kind="fine-tuning without gain", against=[top], text=(
+            f"Fine-tuning without a significant gain: {top} leads by point estimate but "
+            f"{self.cite(best_prompt, top)}. Do not fine-tune for this difference."))]
+
+    def _too_few_items(self) -> list[Mistake]:
+        ranked = sorted(self.arms, key=self.value, reverse=True)
+        if len(ranked) < 2:
+            return []
+        c = self.diff(ranked[1], ranked[0])
+        if not (c and not c.significant and c.items_needed and c.items_needed > c.n):
+            return []
+        return [Mistake(kind="too few items", text=(
+            f"Too few test items to decide between {ranked[0]} and {ranked[1]}: {c.n} items, about "
+            f"{c.items_needed:,} needed to detect a {abs(c.diff):.3f} difference."))]
 
     def _longer_without_gain(self, shorter: str, longer: str) -> bool:
         a, b = self.arms[shorter].summary, self.arms[longer].summary
@@ -195,6 +286,166 @@ class Decider:
         return bool(c and not (c.significant and c.diff > 0))
 
 
+def _ci(m: MetricValue) -> str:
+    return "–" if m.low is None or m.high is None else f"{m.low:.3f}–{m.high:.3f}"
+
+
 def decide(report: RunReport) -> Decision:
     """The recommendation for an analysed run: its arms, paired comparisons and costs."""
-    return Decider(report).decide()
+    facts, note = evidence(report)
+    if facts is None:
+        return withheld(report, note)
+    return Decider(report, facts).decide(note)
+
+
+def withheld(report: RunReport, note: str) -> Decision:
+    """Too few test inputs are unseen in training for any verdict to mean something."""
+    clean = report.clean.n if report.clean else 0
+    return Decision(
+        recommended=None, kind="withheld", metric=report.metric, metric_why=report.metric_why, basis="none",
+        reasons=[f"No verdict: {note}, and only {clean} test items are unseen (at least {MIN_CLEAN} are needed). "
+                 f"The test measures memorization of seen inputs, not the task."],
+        next_steps=["Split so that identical or related inputs stay together: splits: {group_by: FIELD} "
+                    "(a field naming the problem, the source or the user) or splits: {dedupe: true}; then run again."],
+        mistakes=[Mistake(kind="leakage", text=f"Leakage between splits: {note}.")])
+
+
+# -- next steps when nothing is good enough ---------------------------------------------
+def next_steps(report: RunReport, target: float) -> list[str]:
+    """What the run's evidence suggests, strongest first: more data, a larger model, the missing knowledge."""
+    steps = []
+    needs = report.data_needs
+    if needs and len([p for p in needs.fine_tuning if p.value is not None and p.examples]) >= 3:
+        steps.append(_more_data(needs, target))
+    steps.append(_larger_model(report))
+    knowledge = _knowledge_bound(report)
+    if knowledge:
+        steps.insert(0 if "learned the format" in knowledge else len(steps), knowledge)
+    return steps
+
+
+def _more_data(needs, target: float) -> str:
+    points = [(p.examples, p.value) for p in needs.fine_tuning if p.value is not None and p.examples]
+    fit = extrapolate(points, target)
+    shown = ", ".join(f"{n}: {v:.3f}" for n, v in points)
+    if fit.ceiling < target:
+        return (f"More data will not reach the target at this model size: a saturating curve fitted to the "
+                f"learning curve ({shown}) levels off at {needs.metric} {fit.ceiling:.3f}, below {target:g}.")
+    largest = max(n for n, _ in points)
+    if fit.needed is None or fit.needed > 100 * largest:
+        return (f"More data is unlikely to reach the target at this model size: the curve fitted to the learning "
+                f"curve ({shown}) would need over 100 times the largest train size tried.")
+    spread = f" (95% interval {fit.low:,.0f}–{fit.high:,.0f})" if fit.low and fit.high else ""
+    return (f"More training data: the curve fitted to the learning curve ({shown}) reaches {target:g} at about "
+            f"{fit.needed:,.0f} examples{spread}.")
+
+
+def _larger_model(report: RunReport) -> str:
+    base = report.config["model"]
+    others = [a for a in report.main_arms() if a.model != base]
+    if others:
+        best = max(others, key=lambda a: a.value(report.metric))
+        return (f"A larger or different model: {best.name} on {best.model} scored {report.metric} "
+                f"{best.value(report.metric):.3f}; compare it with the same prompts and a fine-tuned student.")
+    return (f"A larger model: every arm ran on {base}. Add a prompting arm on a larger model "
+            f"(`model:` on the arm, or an OpenAI-compatible endpoint) to see what model size the task needs.")
+
+
+def _knowledge_bound(report: RunReport) -> str | None:
+    """Tuned arms that learned the answer's form but not its content point to missing knowledge."""
+    main = report.main_arms()
+    tuned = [a for a in main if a.family in TUNED]
+    prompting = [a for a in main if a.family == "prompt"]
+    if not tuned or not prompting:
+        return None
+    best_tuned = max(tuned, key=lambda a: a.value(report.metric))
+    best_prompt = max(prompting, key=lambda a: a.value(report.metric))
+    form_tuned, form_prompt = best_tuned.summary.format_ok or 0, best_prompt.summary.format_ok or 0
+    if form_tuned >= 0.9 and form_tuned >= form_prompt:
+        return (f"Give the model the knowledge: {best_tuned.name} learned the format (answers in form "
+                f"{form_tuned:.0%}) yet scores {report.metric} {best_tuned.value(report.metric):.3f}, so the answers "
+                f"need facts the model does not have. Retrieval (passages in the prompt's context) or a larger model "
+                f"supplies facts; fine-tuning on more pairs mostly teaches the form.")
+    return None
+
+
+# -- the framework's table, measured ------------------------------------------------------
+def framework_table(report: RunReport) -> FrameworkTable | None:
+    """Method, cost, speed, flexibility, data required and use case for the leading arm of each kind."""
+    main = report.main_arms()
+    if not main or report.decision is None:
+        return None
+    metric = report.metric
+    leaders = []
+    for family in ("prompt", "fine-tune", "hybrid", "retrieval"):
+        arms = [a for a in main if a.family == family]
+        if arms:
+            leaders.append((family, max(arms, key=lambda a: a.value(metric))))
+    columns = [f"{KINDS[f]}: {a.name}" for f, a in leaders]
+    rows = [FrameworkRow(label=label, cells=[cell(report, a) for _, a in leaders]) for label, cell in (
+        ("method", _method_cell), ("quality", _quality_cell), ("cost", _cost_cell), ("speed", _speed_cell),
+        ("flexibility", _flexibility_cell), ("data required", _data_cell), ("use case", _use_cell))]
+    return FrameworkTable(columns=columns, rows=rows)
+
+
+def _method_cell(report: RunReport, arm) -> str:
+    return arm.method
+
+
+def _quality_cell(report: RunReport, arm) -> str:
+    m = arm.summary.metrics[report.metric]
+    return f"{report.metric} {m.value:.3f} (95% CI {_ci(m)})"
+
+
+def _cost_cell(report: RunReport, arm) -> str:
+    c = report.costs[arm.name]
+    text = f"{money(c.per_1k, report.currency)} per 1,000 requests"
+    if c.one_time:
+        text += f"; {money(c.one_time, report.currency)} once (training)"
+    if c.monthly is not None:
+        text += f"; {money(c.monthly + c.one_time / 12, report.currency)} a month at the stated volume"
+    return text
+
+
+def _train_s(report: RunReport, arm) -> float:
+    return training_record(arm, {a.name: a for a in report.arms}).get("wall_s") or 0.0
+
+
+def _speed_cell(report: RunReport, arm) -> str:
+    evaluate = arm.wall_s or 0.0
+    train = _train_s(report, arm)
+    if train:
+        return f"first usable result after {train + evaluate:,.0f} s ({train:,.0f} s training + {evaluate:,.0f} s evaluation)"
+    return f"first usable result after {evaluate:,.0f} s (evaluation only)"
+
+
+def _flexibility_cell(report: RunReport, arm) -> str:
+    evaluate = arm.wall_s or 0.0
+    if arm.family in TUNED:
+        return f"a change of behaviour means retraining: {_train_s(report, arm) + evaluate:,.0f} s measured"
+    return f"a change of behaviour is a prompt edit, re-evaluated in {evaluate:,.0f} s"
+
+
+def _data_cell(report: RunReport, arm) -> str:
+    text = arm.data_required
+    needs = report.data_needs
+    if arm.family == "fine-tune" and needs and needs.fine_tuning:
+        n = needs.to_match_prompting
+        text += (f"; {n} examples matched the best prompt" if n is not None
+                 else "; no train size tried matched the best prompt")
+    return text
+
+
+def _use_cell(report: RunReport, arm) -> str:
+    d = report.decision
+    if d.recommended == arm.name:
+        return f"Recommended ({d.kind}) for this task."
+    if d.kind == "nothing meets the target":
+        return "Not good enough: no arm meets the target." + (" Closest." if d.closest == arm.name else "")
+    if d.kind == "withheld":
+        return "Undecided: the test leaked."
+    if arm.family == "prompt":
+        return "Not needed: the recommended arm does better or costs less." if d.kind != "prompting" else \
+            "A prompting alternative: scores alike or lower, or costs more."
+    return "Not worth it here: no significant gain at the minimum gain, or no stated volume to pay it back." \
+        if d.kind == "prompting" else "An alternative to the recommended arm."

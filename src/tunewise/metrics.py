@@ -47,7 +47,8 @@ class Metric:
         return float(self.from_stats(self.item_stats(preds, targets).sum(axis=0), len(preds)))
 
 
-def _norm(text: Any) -> str:
+def normalize_answer(text: Any) -> str:
+    """SQuAD's answer normalization: lowercase, no punctuation, no articles, single spaces."""
     text = str(text).lower()
     text = "".join(ch for ch in text if ch not in set(string.punctuation))
     text = re.sub(r"\b(a|an|the)\b", " ", text)
@@ -96,11 +97,11 @@ def macro_f1(preds: list, targets: list) -> float:
 
 
 def exact_match(pred: Any, target: Any) -> float:
-    return float(pred is not None and _norm(pred) == _norm(target))
+    return float(pred is not None and normalize_answer(pred) == normalize_answer(target))
 
 
 def token_f1(pred: Any, target: Any) -> float:
-    p, t = _norm(pred or "").split(), _norm(target).split()
+    p, t = normalize_answer(pred or "").split(), normalize_answer(target).split()
     if not p or not t:
         return float(p == t)
     common = sum((Counter(p) & Counter(t)).values())
@@ -145,7 +146,7 @@ def key_accuracy(pred: Any, target: Any) -> float:
         return 0.0
     if not isinstance(pred, dict):
         return 0.0
-    return sum(_norm(pred.get(k, "")) == _norm(v) for k, v in target.items()) / len(target)
+    return sum(normalize_answer(pred.get(k, "")) == normalize_answer(v) for k, v in target.items()) / len(target)
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in [

@@ -92,6 +92,9 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
     splits = make_splits(task, examples, task_file=task_file)
     leak = check_leakage(splits, strict=strict, file=task_file)
     warnings = [f"warning: {leak.message()}"] if leak.count else []
+    if splits.duplicates_dropped:
+        warnings.append(f"note: splits.dedupe dropped {splits.duplicates_dropped} row(s) whose input repeated "
+                        f"an earlier row's")
     for w in warnings:
         log(w)
     run_id, resumed = _open_run(store, task, examples, splits, labels, leak, task_file)
@@ -198,7 +201,9 @@ def _open_run(store: Store, task: Task, examples, splits: Splits, labels, leak, 
         return existing, True
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     info = {"task_file": task_file, "splits": splits.sizes(), "labels": labels,
-            "leakage": {"count": leak.count, "examples": leak.examples}, "versions": _versions()}
+            "leakage": {"count": leak.count, "examples": leak.examples, "ids": leak.ids,
+                        "test_items": leak.test_items},
+            "duplicates_dropped": splits.duplicates_dropped, "versions": _versions()}
     store.create_run(run_id, task.name, task.resolved(), chash, fprint, info)
     return run_id, False
 

@@ -145,7 +145,8 @@ class TunedArm(_Prompted):
         config = self.config.model_dump(mode="json", exclude={"name", "decoding", "merge"})
         body = {"base": base.model_key, "config": config, "data": fingerprint(train),
                 "prompt": self.prompter.prompt_template(), "epochs": self.epochs(len(train)), "seed": self.seed,
-                "selection": "scored labels" if self.task.type == "classification" else "first metric"}
+                "selection": "scored labels" if self.task.type == "classification" else
+                self.task.decision_metric()[0]}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
     def settings(self, n_train: int) -> TrainSettings:
@@ -187,7 +188,7 @@ class TunedArm(_Prompted):
         return model.eval()
 
     def _dev_evaluator(self, base, splits: Splits):
-        """Dev metric after each epoch: the task's first metric on up to eval_max dev items.
+        """Dev metric after each epoch: the task's decision metric on up to eval_max dev items.
 
         Classification scores the labels (one forward pass per item) whatever the arm's decoding:
         the cheaper, smoother signal for choosing an epoch.
@@ -198,7 +199,7 @@ class TunedArm(_Prompted):
         rng = random.Random(self.seed)
         key = (lambda e: str(e.target)) if self.task.type == "classification" else None
         dev = _take(rng.sample(splits.dev, len(splits.dev)), self.config.train.eval_max, key, rng)
-        metric = get_metric(self.task.metric_names()[0])
+        metric = get_metric(self.task.decision_metric()[0])
         prompter = self.prompter
         if self.task.type == "classification":
             prompter = copy.copy(prompter)

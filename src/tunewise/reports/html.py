@@ -6,6 +6,7 @@ from .format import metric_cell, money, pct
 from .markdown import prompt_text
 from .model import ArmResult, RunReport
 from .plots import line_chart, pareto_front, scatter
+from .terminal import headline
 
 SCORE_RANGE = (0.0, 1.0)  # every quality metric tunewise has is a share between 0 and 1
 
@@ -14,16 +15,18 @@ def render_html(report: RunReport) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
     env = Environment(loader=PackageLoader("tunewise", "templates"), autoescape=select_autoescape(["html", "j2"]))
     d = report.decision
-    confusion = report.confusion.get(d.recommended) if d and d.recommended else None
+    shown = (d.recommended or d.closest) if d else None  # the arm whose errors the report details
+    confusion = report.confusion.get(shown) if shown else None
     return env.get_template("report.html.j2").render(
         r=report, d=d, metric=report.metric, table=comparison_rows(report), prices=_prices(report),
         plots=plots(report), needs=report.data_needs, confusion=confusion,
         confusion_max=max(confusion.max_count, 1) if confusion else 1,
-        arm_names=[a.name for a in report.main_arms()], main_arms=report.main_arms(), prompt_text=prompt_text)
+        arm_names=[a.name for a in report.main_arms()], main_arms=report.main_arms(), prompt_text=prompt_text,
+        headline=headline(report) if d else "", shown=shown)
 
 
 def _prices(report: RunReport) -> dict:
-    return {"hardware_per_hour": 0.0, "requests_per_month": 0, **report.prices, "currency": report.currency}
+    return {"hardware_per_hour": 0.0, "requests_per_month": None, **report.prices, "currency": report.currency}
 
 
 def _cost_points(report: RunReport) -> list[tuple[float, float, str]]:

@@ -17,6 +17,7 @@ def to_markdown(report: RunReport) -> str:
     header, rows = table_rows(report)
     lines += _table(header, rows)
     lines += ["", "Latency is compute time per item within a batch; ex/s is its inverse over the test split.", ""]
+    lines += _clean(report)
     lines += _needs(report)
     lines += _decision(report)
     lines += _tests(report)
@@ -37,6 +38,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out + ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
 
 
+def _clean(report: RunReport) -> list[str]:
+    if report.clean is None:
+        return []
+    rows = [[name, f"{num(v.value)} ({num(v.low)}–{num(v.high)})"] for name, v in report.clean.values.items()]
+    return [f"## On {report.clean.basis}", ""] + _table(["arm", f"{report.metric} (95% CI)"], rows) + [""]
+
+
 def _needs(report: RunReport) -> list[str]:
     needs = report.data_needs
     if not needs:
@@ -51,13 +59,20 @@ def _needs(report: RunReport) -> list[str]:
 
 
 def _decision(report: RunReport) -> list[str]:
+    from .terminal import headline
     d = report.decision
     if not d:
         return []
-    lines = [f"## Recommendation: {d.recommended or 'none'}" + (f" ({d.kind})" if d.kind else ""), ""]
+    lines = [f"## {headline(report)}", "", f"Decided on {report.metric} ({report.metric_why}), over {d.basis}.", ""]
     lines += [f"{i}. {reason}" for i, reason in enumerate(d.reasons, start=1)] + [""]
+    if d.next_steps:
+        lines += ["Next steps:", ""] + [f"- {step}" for step in d.next_steps] + [""]
     if d.mistakes:
-        lines += ["Common mistakes seen:", ""] + [f"- {m}" for m in d.mistakes] + [""]
+        lines += ["Common mistakes seen:", ""] + [f"- {m.text}" for m in d.mistakes] + [""]
+    if report.framework:
+        lines += ["## The framework's table, measured on this task", ""]
+        lines += _table(["", *report.framework.columns], [[r.label, *r.cells] for r in report.framework.rows])
+        lines += [""]
     return lines
 
 

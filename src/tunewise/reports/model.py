@@ -103,17 +103,56 @@ class ArmCost(_Model):
     per_1k: float            # per 1,000 requests
     basis: str               # tokens (a priced model) or seconds (measured compute × hardware price)
     one_time: float          # training
-    monthly: float           # at the stated volume
+    monthly: float | None    # at the stated volume; None when the task states none
     train_flops: float | None = None
+
+
+class Evidence(_Model):
+    """What a verdict is decided on: each arm's decision metric and the paired comparisons, on a set of items."""
+    basis: str                           # e.g. "all 200 test items", "the 150 clean test items"
+    n: int
+    values: dict[str, MetricValue]
+    comparisons: list[Comparison] = []
+
+    def comparison(self, a: str, b: str) -> Comparison | None:
+        """b against a (diff = b − a), whichever order the pair was stored in."""
+        for c in self.comparisons:
+            if (c.a, c.b) == (a, b):
+                return c
+            if (c.a, c.b) == (b, a):
+                return c.flipped()
+        return None
+
+
+class Mistake(_Model):
+    """A common mistake the run shows; `against` names the arms it advises against."""
+    kind: str
+    text: str
+    against: list[str] = []
 
 
 class Decision(_Model):
     recommended: str | None
-    kind: str | None         # prompting | fine-tuning | hybrid
+    kind: str | None         # prompting | fine-tuning | hybrid | retrieval | nothing meets the target | withheld
     metric: str | None = None
+    metric_why: str | None = None
+    basis: str | None = None
     value: float | None = None
+    closest: str | None = None   # the best arm when nothing is recommended
     reasons: list[str]
-    mistakes: list[str] = []
+    next_steps: list[str] = []
+    mistakes: list[Mistake] = []
+
+
+class FrameworkRow(_Model):
+    label: str               # method | cost | speed | flexibility | data required | use case
+    cells: list[str]
+
+
+class FrameworkTable(_Model):
+    """The framework's trade-off table, measured on this task: one column per leading arm of each kind."""
+    columns: list[str]       # e.g. "prompting: few_shot"
+    rows: list[FrameworkRow]
 
 
 class TuningPoint(_Model):
@@ -175,16 +214,27 @@ class RunReport(_Model):
     arms: list[ArmResult]
     data_needs: DataNeeds | None = None
     comparisons: list[Comparison] = []
+    clean: Evidence | None = None  # the same analysis on the test items not seen in train/dev, when some leaked
     costs: dict[str, ArmCost] = {}
     decision: Decision | None = None
+    framework: FrameworkTable | None = None
     confusion: dict[str, Confusion] = {}
+    field_accuracy: dict[str, dict[str, float]] = {}  # extraction: arm -> key -> share of items right
     disagreements: list[Disagreement] = []
     loss_curves: dict[str, list[tuple[int, float]]] = {}
 
     @property
     def metric(self) -> str:
-        """The metric arms are ranked, compared and decided on."""
-        return self.metrics[0]
+        """The metric arms are ranked, compared and decided on (runs before it was stored: the first)."""
+        return (self.config.get("decision_metric") or {}).get("name") or self.metrics[0]
+
+    @property
+    def metric_why(self) -> str:
+        return (self.config.get("decision_metric") or {}).get("why") or "the first metric listed"
+
+    @property
+    def leaked(self) -> int:
+        return (self.info.get("leakage") or {}).get("count", 0)
 
     @property
     def currency(self) -> str:

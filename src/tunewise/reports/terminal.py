@@ -7,6 +7,11 @@ from .model import RunReport
 from .table import compare_rows, table_rows
 
 
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+    return rich_escape(text)
+
+
 def console():
     from rich.console import Console
     out = Console()
@@ -27,13 +32,36 @@ def print_table(report: RunReport, out=None) -> None:
             out.print(f"Few-shot ({needs.metric} by k): {shots}")
         for line in needs.statements:
             out.print(line)
+    if report.clean is not None:
+        values = ", ".join(f"{name} {num(v.value)}" for name, v in report.clean.values.items())
+        out.print(f"On {report.clean.basis}: {values}", highlight=False)
+    if report.framework:
+        out.print(_rich_table("The framework's table, measured on this task", ["", *report.framework.columns],
+                              [[row.label, *row.cells] for row in report.framework.rows], left=99, wrap=True))
     d = report.decision
-    if d and d.recommended:
-        out.print(f"\n[bold]Recommendation: {d.recommended}[/bold] ({d.kind}; decided on {report.metric})")
+    if d:
+        out.print(f"\n[bold]{headline(report)}[/bold]", highlight=False)
+        out.print(f"Decided on {report.metric} ({report.metric_why}), over {d.basis}.", highlight=False)
         for i, reason in enumerate(d.reasons, start=1):
-            out.print(f"  {i}. {reason}", highlight=False)
+            out.print(f"  {i}. {escape(reason)}", highlight=False)
+        if d.next_steps:
+            out.print("Next steps:")
+            for step in d.next_steps:
+                out.print(f"  → {escape(step)}", highlight=False)
         for mistake in d.mistakes:
-            out.print(f"  [yellow]![/yellow] {mistake}", highlight=False)
+            out.print(f"  [yellow]![/yellow] {escape(mistake.text)}", highlight=False)
+
+
+def headline(report: RunReport) -> str:
+    """The verdict in one line."""
+    d = report.decision
+    if d.recommended:
+        return f"Recommendation: {d.recommended} ({d.kind})"
+    if d.kind == "nothing meets the target":
+        return f"No arm is good enough: nothing meets the target (closest: {d.closest})"
+    if d.kind == "withheld":
+        return "No recommendation: the test split leaked"
+    return "No recommendation"
 
 
 def print_comparison(a: RunReport, b: RunReport, out=None) -> None:
@@ -41,11 +69,12 @@ def print_comparison(a: RunReport, b: RunReport, out=None) -> None:
     (out or console()).print(_rich_table(f"{a.task} vs {b.task}", header, rows, left=1))
 
 
-def _rich_table(title: str, header: list[str], rows: list[list[str]], left: int):
+def _rich_table(title: str, header: list[str], rows: list[list[str]], left: int, wrap: bool = False):
+    """Columns before `left` are text (left-aligned, unwrapped unless `wrap`), the rest numbers."""
     from rich.table import Table
     table = Table(title=title)
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i < left else "right", no_wrap=i < left)
+        table.add_column(name, justify="left" if i < left else "right", no_wrap=i < left and not wrap)
     for row in rows:
         table.add_row(*row)
     return table
