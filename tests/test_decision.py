@@ -9,7 +9,7 @@ from tunewise.arms import family, method
 from tunewise.costs import arm_costs, break_even
 from tunewise.decision import MIN_CLEAN, decide, framework_table
 from tunewise.metrics import get_metric
-from tunewise.reports.model import ArmCost, ArmResult, ArmSummary, Comparison, Evidence, MetricValue, RunReport
+from tunewise.reports.model import ArmCost, ArmResult, ArmSummary, Evidence, MetricValue, RunReport
 from tunewise.stats import compare_all
 
 PRICES = {"hardware_per_hour": 1.0, "currency": "USD"}  # no volume stated
@@ -60,7 +60,7 @@ def _comparisons(scores, metric):
     n = len(next(iter(scores.values())))
     preds = {name: ["y" if right else "n" for right in outcome] for name, outcome in scores.items()}
     found = compare_all(preds, ["y"] * n, get_metric("accuracy"))
-    return [Comparison.model_validate(dict(c.to_dict(), metric=metric)) for c in found]
+    return [c.model_copy(update={"metric": metric}) for c in found]
 
 
 def run_decision(specs, **kw):

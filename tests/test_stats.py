@@ -85,7 +85,7 @@ def test_compare_all_uses_mcnemar_for_right_wrong_and_corrects():
     cont = compare_all({"a": ["a b c", "x y", "p"], "b": ["a b", "x y", "p q"]}, ["a b c d", "x y", "p q r"],
                        METRICS["token_f1"])
     assert cont[0].test == "permutation" and "sign-flip" in cont[0].description
-    assert set(cont[0].to_dict()) >= {"a", "b", "metric", "test", "description", "diff", "p", "p_holm"}
+    assert set(cont[0].model_dump()) >= {"a", "b", "metric", "test", "description", "diff", "p", "p_holm"}
 
 
 def test_macro_f1_and_accuracy_can_rank_two_arms_in_opposite_directions():
@@ -176,6 +176,6 @@ def test_compare_all_is_deterministic_for_a_seed():
     targets = list(rng.choice(["a", "b", "c"], 100))
     preds = {name: [t if r < q else "a" for t, r in zip(targets, rng.random(100))]
              for name, q in [("p", 0.5), ("q", 0.6), ("r", 0.7)]}
-    first = [c.to_dict() for c in compare_all(preds, targets, METRICS["macro_f1"], seed=1)]
-    assert first == [c.to_dict() for c in compare_all(preds, targets, METRICS["macro_f1"], seed=1)]
-    assert first != [c.to_dict() for c in compare_all(preds, targets, METRICS["macro_f1"], seed=2)]
+    first = [c.model_dump() for c in compare_all(preds, targets, METRICS["macro_f1"], seed=1)]
+    assert first == [c.model_dump() for c in compare_all(preds, targets, METRICS["macro_f1"], seed=1)]
+    assert first != [c.model_dump() for c in compare_all(preds, targets, METRICS["macro_f1"], seed=2)]

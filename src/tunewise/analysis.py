@@ -75,7 +75,7 @@ def comparisons(report: RunReport, rows: dict[str, list[dict]], keep: set[str] |
     labels = report.info.get("labels") or None
     found = compare_all(preds, targets, get_metric(report.metric), labels=labels,
                         seed=report.config["splits"]["seed"])
-    return [Comparison.model_validate(c.to_dict()) for c in found]
+    return found
 
 
 def _aligned(rows: dict[str, list[dict]], keep: set[str] | None = None) -> tuple[dict[str, list], list]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from itertools import combinations
 from statistics import NormalDist
 
 import numpy as np
 
 from .metrics import Metric, label_set, resample_counts
+from .reports.model import Comparison
 
 
 def normal_quantile(q: float) -> float:
@@ -111,28 +111,6 @@ def items_needed_from_se(n: int, diff: float, se: float, alpha: float = 0.05, po
     return math.ceil(n * ((normal_quantile(1 - alpha / 2) + normal_quantile(power)) * se / abs(diff)) ** 2)
 
 
-@dataclass
-class Comparison:
-    a: str
-    b: str
-    metric: str
-    test: str              # mcnemar | permutation | permutation (metric recomputed)
-    diff: float            # b - a, in the metric's units
-    low: float
-    high: float
-    p: float
-    p_holm: float = 1.0
-    significant: bool = False
-    n: int = 0
-    items_needed: int | None = None  # to detect this difference at the comparison's alpha with power 0.8
-    n01: int | None = None
-    n10: int | None = None
-    description: str = ""  # the test in words, for the report
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def is_binary(values: np.ndarray) -> bool:
     return bool(np.isin(values, (0.0, 1.0)).all())
 
@@ -143,11 +121,11 @@ def compare_means(metric: Metric, a: str, b: str, sa: np.ndarray, sb: np.ndarray
     diff, low, high = paired_bootstrap_diff(sa, sb, seed=seed)
     if is_binary(sa) and is_binary(sb):
         p, n01, n10 = mcnemar_exact(sa, sb)
-        return Comparison(a, b, metric.name, "mcnemar", diff, low, high, p, n=len(sa),
+        return Comparison(a=a, b=b, metric=metric.name, test="mcnemar", diff=diff, low=low, high=high, p=p, n=len(sa),
                           items_needed=mcnemar_items_needed(len(sa), n01, n10, alpha), n01=n01, n10=n10,
                           description="exact McNemar test on per-item right/wrong")
     p = permutation_test(sa, sb, seed=seed)
-    return Comparison(a, b, metric.name, "permutation", diff, low, high, p, n=len(sa),
+    return Comparison(a=a, b=b, metric=metric.name, test="permutation", diff=diff, low=low, high=high, p=p, n=len(sa),
                       items_needed=items_needed_continuous(sb - sa, alpha),
                       description=f"paired sign-flip permutation test on per-item {metric.name}")
 
@@ -161,7 +139,8 @@ def compare_recomputed(metric: Metric, a: str, b: str, sa: np.ndarray, sb: np.nd
     p = recomputed_permutation_test(metric, sa, sb, seed=seed)
     low, high = np.quantile(boot_diff, [0.025, 0.975])
     needed = items_needed_from_se(n, diff, float(np.std(boot_diff, ddof=1)), alpha)
-    return Comparison(a, b, metric.name, "permutation (metric recomputed)", diff, float(low), float(high), p, n=n,
+    return Comparison(a=a, b=b, metric=metric.name, test="permutation (metric recomputed)", diff=diff, low=float(low),
+                      high=float(high), p=p, n=n,
                       items_needed=needed, description=f"paired permutation test recomputing {metric.name}")
 
 

@@ -76,12 +76,12 @@ class ArmResult(_Model):
 
 
 class Comparison(_Model):
-    """Arm b against arm a on the same test items: diff = b − a."""
+    """Arm b against arm a on the same test items: diff = b − a (tunewise.stats computes it)."""
     a: str
     b: str
     metric: str
-    test: str
-    description: str = ""
+    test: str                # mcnemar | permutation | permutation (metric recomputed)
+    description: str = ""    # the test in words, for the report
     diff: float
     low: float
     high: float
@@ -89,8 +89,8 @@ class Comparison(_Model):
     p_holm: float = 1.0
     significant: bool = False
     n: int = 0
-    items_needed: int | None = None
-    n01: int | None = None
+    items_needed: int | None = None  # to detect this difference at alpha 0.05 with power 0.8
+    n01: int | None = None   # items only b got right (McNemar)
     n10: int | None = None
 
     def flipped(self) -> "Comparison":
@@ -115,13 +115,17 @@ class Evidence(_Model):
     comparisons: list[Comparison] = []
 
     def comparison(self, a: str, b: str) -> Comparison | None:
-        """b against a (diff = b − a), whichever order the pair was stored in."""
-        for c in self.comparisons:
-            if (c.a, c.b) == (a, b):
-                return c
-            if (c.a, c.b) == (b, a):
-                return c.flipped()
-        return None
+        return find_comparison(self.comparisons, a, b)
+
+
+def find_comparison(comparisons: list[Comparison], a: str, b: str) -> Comparison | None:
+    """b against a (diff = b − a), whichever order the pair was stored in."""
+    for c in comparisons:
+        if (c.a, c.b) == (a, b):
+            return c
+        if (c.a, c.b) == (b, a):
+            return c.flipped()
+    return None
 
 
 class Mistake(_Model):
@@ -252,10 +256,4 @@ class RunReport(_Model):
         return next(a for a in self.arms if a.name == name)
 
     def comparison(self, a: str, b: str) -> Comparison | None:
-        """b against a (diff = b − a), whichever order the pair was stored in."""
-        for c in self.comparisons:
-            if (c.a, c.b) == (a, b):
-                return c
-            if (c.a, c.b) == (b, a):
-                return c.flipped()
-        return None
+        return find_comparison(self.comparisons, a, b)
