@@ -5,10 +5,11 @@
 
 - extraction: name and city from order messages (generated from fixed name and place lists), metrics
   json_valid and key_accuracy, a target on key accuracy that few-shot prompting misses;
-- support: support requests of 60 problems, each asked 3-12 times in the same words (heavy duplication),
+- support: support requests of 150 problems, some asked up to 12 times in the same words (heavy duplication),
   routed to a team; task.yaml splits at random (leaky), grouped.yaml keeps each problem in one split;
 - facts: "what is the mean rating of word X" from vaderSentiment's lexicon, generation with token F1 and a
-  target of 0.5; the test words' ratings are not in training, so no arm can know them.
+  target of 0.5; the test words' ratings are not in training, so no arm can know them (task.yaml), unless
+  a retrieval arm finds them in the lexicon, given as a knowledge source (retrieval.yaml).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ TEAMS = {"billing": ["I was charged twice for {thing}", "refund for {thing} has 
                      "my invoice for {thing} shows the wrong amount"],
          "technical": ["{thing} crashes when I open it", "{thing} shows error {code} on start",
                        "{thing} will not sync since the update"],
-         "account": ["I cannot log in to {thing}", "please reset the password of my {thing} account",
-                     "how do I delete my {thing} account"]}
+         "account": ["I cannot log in to {thing}", "please reset my password for {thing}",
+                     "how do I delete my account on {thing}"]}
 THINGS = ["the mobile app", "my subscription", "the desktop client", "the web dashboard", "the printer driver",
           "the backup service", "my family plan", "the photo editor"]
 
@@ -69,13 +70,15 @@ arms:
 """)
 
 
-def support(out: Path, problems: int = 60) -> None:
+def support(out: Path, problems: int = 150) -> None:
     rng = random.Random(1)
     rows = []
     for p in range(problems):
         team = rng.choice(sorted(TEAMS))
         text = rng.choice(TEAMS[team]).format(thing=rng.choice(THINGS), code=rng.randint(100, 999))
-        rows += [{"request": text, "team": team, "problem": f"p{p}"} for _ in range(rng.randint(3, 12))]
+        text += f" (customer {1000 + p})"  # each problem in its own words
+        repeats = rng.choice([1] * 6 + [2, 3, 10])  # a few problems asked again and again, most once
+        rows += [{"request": text, "team": team, "problem": f"p{p}"} for _ in range(repeats)]
     rng.shuffle(rows)
     body = """\
 type: classification
@@ -103,7 +106,16 @@ def facts(out: Path) -> None:
     rows = rng.sample(word_rows(), 400)
     data = [{"question": f"What is the mean rating of the word '{r['word']}' in the VADER sentiment lexicon, "
                          f"on its scale from -4 to 4?", "answer": f"{r['rating']:.1f}"} for r in rows]
-    write(out / "facts", data, """\
+    knowledge = [{"text": f"In the VADER lexicon the word '{r['word']}' has a mean rating of {r['rating']:.1f}."}
+                 for r in word_rows()]
+    write(out / "facts", data, FACTS)
+    (out / "facts" / "lexicon.jsonl").write_text("".join(json.dumps(k) + "\n" for k in knowledge))
+    (out / "facts" / "retrieval.yaml").write_text(
+        FACTS.replace("name: lexicon-facts", "name: lexicon-facts-retrieval")
+        + "  - {type: retrieval, passages: 3}\nknowledge: {path: lexicon.jsonl, field: text}\n")
+
+
+FACTS = """\
 name: lexicon-facts
 type: generation
 data: {path: data.jsonl, input: question, target: answer}
@@ -113,12 +125,12 @@ target: {metric: token_f1, value: 0.5}
 splits: {train: 0.6, dev: 0.1, test: 0.3, seed: 0, max_train: 160, max_dev: 40, max_test: 120}
 generation: {max_tokens: 8}
 consistency: {enabled: false}
+learning_curve: {arm: lora, sizes: [16, 40, 80, all], ks: [1]}
 arms:
   - {type: zero_shot}
   - {type: few_shot, k: 8}
   - {type: lora, r: 8, alpha: 16, train: {epochs: 2, batch_size: 8, learning_rate: 0.001}}
-learning_curve: {arm: lora, sizes: [16, 40, 80, all], ks: [1]}
-""")
+"""
 
 
 def write(directory: Path, rows: list[dict], task: str) -> None:

@@ -162,7 +162,7 @@ def test_references_between_arms_are_checked():
     with pytest.raises(TaskFileError, match="tuned .* is not the name of a fine-tune arm"):
         validate_task(dict(base, arms=[{"type": "zero_shot"}, {"type": "hybrid", "tuned": "zero_shot",
                                                                 "prompt": "zero_shot"}]))
-    with pytest.raises(TaskFileError, match="prompt .* is not the name of a prompt arm"):
+    with pytest.raises(TaskFileError, match="prompt .* is not the name of a prompt or retrieval arm"):
         validate_task(dict(base, arms=[{"type": "lora", "prompt": "nope"}]))
 
 

@@ -14,7 +14,7 @@ from .costs import arm_costs, training_record
 from .decision import decide, framework_table
 from .metrics import bootstrap_interval, get_metric, normalize_answer
 from .reports.model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, DataNeeds, Disagreement,
-                            Evidence, MetricValue, RunReport, ShotPoint, TuningPoint)
+                            Evidence, MetricValue, RunReport, SearchSummary, ShotPoint, TuningPoint)
 from .stats import compare_all
 from .store import Store
 
@@ -28,8 +28,11 @@ def build_report(store: Store, run_id: str) -> RunReport:
     report = RunReport(run_id=run["id"], task=run["task_name"], status=run["status"],
                        created_at=run["created_at"], info=run["info"], config=run["config"],
                        metrics=run["config"]["metrics"], arms=[_arm_result(a, run["config"]) for a in stored])
+    _hybrid_data(report)
     rows = {a.name: store.predictions(report.run_id, a.name) for a in report.main_arms()}
     report.data_needs = data_needs(report)
+    report.searches = [search_summary(a, report.metric) for a in report.main_arms()
+                       if (a.training or {}).get("kind") == "search"]
     report.comparisons = comparisons(report, rows)
     report.clean = clean_evidence(report, rows)
     report.costs = arm_costs(report.arms, report.prices)
@@ -61,6 +64,14 @@ def _arm_result(stored: dict, run_config: dict) -> ArmResult:
                      status=stored["status"], wall_s=stored["wall_s"], config=config,
                      summary=ArmSummary.model_validate(stored["summary"]) if stored["summary"] else None,
                      prompt=stored["prompt"], training=training, data_required=data, curve=stored["curve"])
+
+
+def _hybrid_data(report: RunReport) -> None:
+    """A hybrid used the data its tuned arm trained on."""
+    arms = {a.name: a for a in report.arms}
+    for arm in report.arms:
+        if arm.family == "hybrid":
+            arm.data_required = arm_class(arm.type).data_required(arm.config, training_record(arm, arms))
 
 
 # -- paired comparisons -------------------------------------------------------------
@@ -104,6 +115,36 @@ def clean_evidence(report: RunReport, rows: dict[str, list[dict]]) -> Evidence |
         values[name] = MetricValue(value=metric.aggregate(answers, targets) if targets else None, low=low, high=high)
     return Evidence(basis=f"the {len(targets)} clean test items (inputs not seen in train/dev)", n=len(targets),
                     values=values, comparisons=comparisons(report, rows, keep) if targets else [])
+
+
+# -- prompt search ---------------------------------------------------------------------
+def search_summary(arm: ArmResult, metric: str) -> SearchSummary:
+    """The search behind a searched arm, and whether its winner held up on test."""
+    record = arm.training
+    trials = record["trials"]
+    contributions: dict[str, dict[str, list[float]]] = {}
+    for t in trials:
+        if t["state"] != "complete" or t["value"] is None:
+            continue
+        for choice, value in t["params"].items():
+            contributions.setdefault(choice, {}).setdefault(str(value), []).append(t["value"])
+    means = {c: {v: sum(s) / len(s) for v, s in values.items()} for c, values in contributions.items()
+             if len(values) > 1}  # a choice that never varied contributed nothing to compare
+    test = arm.summary.metrics[metric] if metric in arm.summary.metrics else None
+    return SearchSummary(arm=arm.name, metric=record.get("metric", metric), dev_items=record["dev_items"],
+                         dev_score=record["dev_score"], test_score=test.value if test else None,
+                         seconds=record["wall_s"], best=record["best"], trials=trials, contributions=means,
+                         overfit=_overfit(record["dev_score"], test))
+
+
+def _overfit(dev: float | None, test: MetricValue | None) -> str | None:
+    if dev is None or test is None or test.value is None or test.low is None:
+        return None
+    half_width = (test.high - test.low) / 2
+    if dev - test.value <= max(0.05, half_width):
+        return None
+    return (f"The winner scored {dev:.3f} on dev but {test.value:.3f} on test, a drop larger than the test "
+            f"interval's half-width ({half_width:.3f}): the search fit its dev items. Search on more dev_items.")
 
 
 # -- error analysis -------------------------------------------------------------------
@@ -159,7 +200,7 @@ def data_needs(report: RunReport) -> DataNeeds | None:
     few_name = next((a.curve.of for a in points if a.curve.k is not None), None)
     tuning = _tuning_points(report, points, arms.get(tuned_name)) if tuned_name else []
     shots = _shot_points(points, arms.get(few_name), metric) if few_name else []
-    prompting = [a for a in report.main_arms() if a.family == "prompt"]
+    prompting = [a for a in report.main_arms() if a.family in ("prompt", "retrieval")]
     best = max(prompting, key=lambda a: a.value(metric), default=None)
     target = report.config.get("target") or {}
     needs = DataNeeds(metric=metric, fine_tuning=tuning, few_shot=shots,

@@ -127,6 +127,12 @@ class LearningCurve(Strict):
     min_passes: int = Field(256, ge=0, description="small train sizes repeat epochs up to this many examples")
 
 
+class KnowledgeConfig(Strict):
+    """Passages a retrieval arm can put in the prompt: JSONL or CSV rows, or a folder of text files."""
+    path: str = Field(description="a .jsonl or .csv file, or a folder of .txt/.md files (one passage per paragraph)")
+    field: str = Field("text", description="the field holding a passage's text (JSONL/CSV)")
+
+
 class Target(Strict):
     """What the user needs; the decision recommends fine-tuning only when prompting falls short."""
     metric: str | None = Field(None, description="default: the task's decision metric")
@@ -198,6 +204,7 @@ class Task(Strict):
     # the union of the registered arm types' configs (built by _arm_union as arm types register)
     arms: list[ArmConfig] = Field(default_factory=lambda: [{"type": "zero_shot"}, {"type": "structured"},
                                                            {"type": "few_shot"}], validate_default=True)
+    knowledge: KnowledgeConfig | None = Field(None, description="passages for retrieval arms")
     learning_curve: LearningCurve | None = None
     target: Target | None = Field(None, description="the quality the user needs, e.g. accuracy 0.9")
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
@@ -279,7 +286,11 @@ class Task(Strict):
         return (quality or names)[0], "the first quality metric listed"
 
     def data_path(self) -> Path:
-        path = Path(self.data.path).expanduser()
+        return self.path_of(self.data.path)
+
+    def path_of(self, name: str) -> Path:
+        """A path from the task file, relative to the task file's folder."""
+        path = Path(name).expanduser()
         return path if path.is_absolute() else Path(self.base_dir) / path
 
     def resolved(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from .reports.format import money
 from .reports.model import Decision, Evidence, FrameworkRow, FrameworkTable, MetricValue, Mistake, RunReport
 
 TUNED = ("fine-tune", "hybrid")  # families answered by a trained model
+PROMPTING = ("prompt", "retrieval")  # families that change only the prompt
 LEAK_SHARE = 0.05                # above this share of leaked test items the clean items decide
 MIN_CLEAN = 20                   # fewer clean items than this cannot carry a verdict
 KINDS = {"prompt": "prompting", "fine-tune": "fine-tuning", "hybrid": "hybrid", "retrieval": "retrieval"}
@@ -93,19 +94,17 @@ class Decider:
 
     # -- the framework ------------------------------------------------------------
     def decide(self, note: str | None) -> Decision:
-        prompting = [n for n, a in self.arms.items() if a.family == "prompt"]
+        prompting = [n for n, a in self.arms.items() if a.family in PROMPTING]
         tuned = [n for n, a in self.arms.items() if a.family in TUNED]
-        others = [n for n in self.arms if n not in prompting + tuned]  # e.g. retrieval
         if not self.arms:
             return self._result(None, None, ["No arm finished."])
         reasons = [note] if note else []
-        first = prompting or others
-        if not first:
+        if not prompting:
             best = max(tuned, key=self.value)
             winner, kind = best, KINDS[self.arms[best].family]
             reasons.append(f"Only fine-tuned arms ran; the best is {self.score(best)}.")
         else:
-            winner, kind, why = self._framework(first, tuned)
+            winner, kind, why = self._framework(prompting, tuned)
             reasons += why
         if self._nothing_meets_target():
             return self._nothing(reasons)
@@ -225,7 +224,7 @@ class Decider:
 
     def _result(self, name: str | None, kind: str | None, reasons: list[str], closest: str | None = None,
                 next_steps: list[str] | None = None) -> Decision:
-        mistakes = self.mistakes()
+        mistakes = self.mistakes() + (self._not_searched() if kind in ("fine-tuning", "hybrid") else [])
         return Decision(recommended=name, kind=kind, metric=self.metric, metric_why=self.report.metric_why,
                         basis=self.facts.basis, value=self.value(name) if name else None, closest=closest,
                         reasons=reasons, next_steps=next_steps or [],
@@ -236,7 +235,7 @@ class Decider:
         if not self.arms:
             return []
         out = self._tuned_without_gain() + self._too_few_items()
-        prompting = [n for n, a in self.arms.items() if a.family == "prompt"]
+        prompting = [n for n, a in self.arms.items() if a.family in PROMPTING]
         for longer in prompting:
             for shorter in prompting:
                 if self._longer_without_gain(shorter, longer):
@@ -252,8 +251,22 @@ class Decider:
                 f"{{dedupe: true}}.")))
         return out
 
+    def _not_searched(self) -> list[Mistake]:
+        """Fine-tuning recommended against hand-written prompts only: say what a search would cost."""
+        if any(a.type == "searched" for a in self.arms.values()):
+            return []
+        prompting = [n for n, a in self.arms.items() if a.family in PROMPTING]
+        if not prompting:
+            return []
+        best = max(prompting, key=self.value)
+        rate = self.arms[best].summary.examples_per_s or 0
+        cost = f", about {30 * 60 / rate / 60:.0f} min at {best}'s measured {rate:.1f} items/s" if rate else ""
+        return [Mistake(kind="prompting not searched", text=(
+            f"Prompting was not searched: fine-tuning is compared with hand-written prompts only. Add an arm "
+            f"{{type: searched}} (by default 30 trials on 60 dev items{cost}) before paying for training."))]
+
     def _tuned_without_gain(self) -> list[Mistake]:
-        prompting = [n for n, a in self.arms.items() if a.family == "prompt"]
+        prompting = [n for n, a in self.arms.items() if a.family in PROMPTING]
         top = max(self.arms, key=self.value)
         if self.arms[top].family not in TUNED or not prompting:
             return []
@@ -355,7 +368,7 @@ def _knowledge_bound(report: RunReport) -> str | None:
     """Tuned arms that learned the answer's form but not its content point to missing knowledge."""
     main = report.main_arms()
     tuned = [a for a in main if a.family in TUNED]
-    prompting = [a for a in main if a.family == "prompt"]
+    prompting = [a for a in main if a.family in PROMPTING]
     if not tuned or not prompting:
         return None
     best_tuned = max(tuned, key=lambda a: a.value(report.metric))
@@ -444,8 +457,8 @@ def _use_cell(report: RunReport, arm) -> str:
         return "Not good enough: no arm meets the target." + (" Closest." if d.closest == arm.name else "")
     if d.kind == "withheld":
         return "Undecided: the test leaked."
-    if arm.family == "prompt":
-        return "Not needed: the recommended arm does better or costs less." if d.kind != "prompting" else \
-            "A prompting alternative: scores alike or lower, or costs more."
+    if arm.family in PROMPTING:
+        return "A prompting alternative: scores alike or lower, or costs more." if d.kind in ("prompting", "retrieval") \
+            else "Not enough here: the recommended arm is significantly better or cheaper at the stated volume."
     return "Not worth it here: no significant gain at the minimum gain, or no stated volume to pay it back." \
-        if d.kind == "prompting" else "An alternative to the recommended arm."
+        if d.kind in ("prompting", "retrieval") else "An alternative to the recommended arm."

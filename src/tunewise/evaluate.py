@@ -36,7 +36,14 @@ def summarize(rows: list[dict[str, Any]], metric_names: list[str], seed: int = 0
         "mean_input_tokens": float(np.mean([r["input_tokens"] for r in rows])) if rows else 0.0,
         "mean_output_tokens": float(np.mean([r["output_tokens"] for r in rows])) if rows else 0.0,
         "cached": int(sum(r["cached"] for r in rows)),
+        "retrieval_hit_rate": _hit_rate(rows),
     }
+
+
+def _hit_rate(rows: list[dict[str, Any]]) -> float | None:
+    """The share of items whose retrieved passages hold the expected answer (retrieval arms only)."""
+    hits = [r["extra"]["retrieval_hit"] for r in rows if "retrieval_hit" in (r.get("extra") or {})]
+    return float(np.mean(hits)) if hits else None
 
 
 def prediction_rows(predictions: list[Prediction], metric_names: list[str]) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .backends.base import Message
 from .config import Levers, Task
 from .data import Example
@@ -33,13 +35,14 @@ def system_text(task: Task, labels: list[str], levers: Levers) -> str:
     return "\n\n".join(parts)
 
 
-def build_messages(system: str | None, shots: list[Example], text: str) -> list[Message]:
-    """System turn (if any), one user/assistant pair per example, then the input."""
+def build_messages(system: str | None, shots: list[Example], text: str,
+                   answer: Callable[[Example], str] | None = None) -> list[Message]:
+    """System turn (if any), one user/assistant pair per example (`answer` renders its answer), then the input."""
     messages: list[Message] = []
     if system:
         messages.append({"role": "system", "content": system})
     for shot in shots:
         messages.append({"role": "user", "content": shot.input})
-        messages.append({"role": "assistant", "content": shot.target_text})
+        messages.append({"role": "assistant", "content": answer(shot) if answer else shot.target_text})
     messages.append({"role": "user", "content": text})
     return messages

@@ -121,7 +121,18 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
                 arms[name] = arm
             return arms[name]
 
-        ctx = ArmContext(home=home, base_backend=base_backend, progress=bars.callback, prepared=prepared)
+        def cache(backend: Backend) -> CachedBackend:
+            """One store-cached wrapper per model: answers saved as they come, reruns answered from the store."""
+            if backend.model_key not in cached:
+                cached[backend.model_key] = CachedBackend(backend, store,
+                                                          scope=run_id if task.cache == "measure" else "")
+            return cached[backend.model_key]
+
+        def cached_backend(model: str) -> Backend:
+            return cache(base_backend(model))
+
+        ctx = ArmContext(home=home, base_backend=base_backend, progress=bars.callback, prepared=prepared,
+                         backend=cached_backend, log=log)
         for position, (config, curve) in enumerate(plan):
             name = arm_name(config)
             if store.arm_status(run_id, name) == "done":
@@ -130,13 +141,9 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
             arm = prepared(name)
             store.start_arm(run_id, name, position, _arm_config(config), arm.prompt_template(),
                             arm.training, curve)
-            backend = arm.backend or base_backend(arm.model)
-            if backend.model_key not in cached:
-                cached[backend.model_key] = CachedBackend(backend, store,
-                                                          scope=run_id if task.cache == "measure" else "")
             start = time.perf_counter()
-            rows, summaries[name] = _evaluate(arm, splits.test, cached[backend.model_key], task, bars,
-                                              consistency=curve is None)
+            rows, summaries[name] = _evaluate(arm, splits.test, cache(arm.backend or base_backend(arm.model)), task,
+                                              bars, consistency=curve is None)
             store.save_predictions(run_id, name, rows)
             store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
     store.finish_run(run_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .base import Arm, ArmContext, Prediction
 from ..registry import arm_class, build, family, method, register, types
-from . import prompt, tuned  # noqa: E402,F401  the built-in arm types register themselves
+from . import prompt, retrieval, searched, tuned  # noqa: E402,F401  the built-in arm types register themselves
 from .prompt import FewShotConfig, PromptArm, StructuredConfig, ZeroShotConfig
 from .tuned import FineTuneConfig, HybridConfig
 

@@ -36,6 +36,8 @@ class ArmContext:
     base_backend: Callable[[str], Backend]             # the shared, untrained backend of a model name
     progress: Callable[[str, int], Advance | None]     # a progress bar: (description, total)
     prepared: Callable[[str], "Arm"]                   # another arm of the run, prepared (hybrids use it)
+    backend: Callable[[str], Backend] | None = None    # a model's backend with answers cached in the store
+    log: Callable[[str], None] = lambda message: None  # a line for the user (e.g. a search's estimate)
 
 
 class Arm:

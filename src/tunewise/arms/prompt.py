@@ -44,16 +44,19 @@ class PromptArm(Arm):
     training = None
 
     def __init__(self, config: ArmSettings, task: Task, labels: list[str], configs: dict | None = None,
-                 bare: bool = False):
+                 bare: bool = False, words: dict[str, str] | None = None, shot_seed: int | None = None):
         self.config = config
         self.task = task
         self.labels = labels
         self.name = arm_name(config)
         self.model = config.model or task.model
         self.levers = self._levers()
+        # the word the model says for each label (a verbalizer): the label itself unless a search chose others
+        self.words = words or {label: label for label in labels}
         # bare: the input alone, no instruction (what a fine-tuned model is asked by default)
-        self.system = None if bare else system_text(task, labels, self.levers)
+        self.system = None if bare else system_text(task, list(self.words.values()), self.levers)
         self.sampling: tuple[float, int] | None = None  # (temperature, sample index) for consistency runs
+        self.shot_seed = task.splits.seed if shot_seed is None else shot_seed
         self.pool: list[Example] = []
         self.shots: list[Example] | None = None  # fixed examples (random selection)
 
@@ -65,7 +68,7 @@ class PromptArm(Arm):
 
     @property
     def k(self) -> int:
-        return self.config.k if isinstance(self.config, FewShotConfig) else 0
+        return getattr(self.config, "k", 0)
 
     @property
     def decoding(self) -> str:
@@ -82,8 +85,8 @@ class PromptArm(Arm):
         if not splits.train:
             raise ValueError(f"arm {self.name!r} needs examples but the train split is empty")
         self.pool = list(splits.train)
-        if self.config.selection == "random":
-            self.shots = self._random_shots(random.Random(self.task.splits.seed))
+        if getattr(self.config, "selection", "random") == "random":
+            self.shots = self._random_shots(random.Random(self.shot_seed))
         else:
             self._index = [_ngrams(e.input) for e in self.pool]
 
@@ -118,11 +121,15 @@ class PromptArm(Arm):
 
     # -- prompts --------------------------------------------------------------
     def messages(self, example: Example) -> list[Message]:
-        return build_messages(self.system, self.shots_for(example), example.input)
+        return build_messages(self.system, self.shots_for(example), example.input, self.answer)
+
+    def answer(self, example: Example) -> str:
+        """A worked example's answer as the model should give it (its label's word)."""
+        return self.words.get(str(example.target), example.target_text) if self.labels else example.target_text
 
     def prompt_template(self) -> list[Message]:
         shots = self.shots if self.shots is not None else []
-        messages = build_messages(self.system, shots, "{input}")
+        messages = build_messages(self.system, shots, "{input}", self.answer)
         if self.k and self.shots is None:
             messages.insert(-1, {"role": "note", "content": f"{self.k} most similar train examples"})
         return messages
@@ -139,8 +146,8 @@ class PromptArm(Arm):
         """A copy asked with a reworded instruction, or sampled at a temperature with a sample index."""
         other = copy.copy(self)
         if instruction is not None and self.system is not None:
-            other.system = system_text(self.task.model_copy(update={"instruction": instruction}), self.labels,
-                                       self.levers)
+            other.system = system_text(self.task.model_copy(update={"instruction": instruction}),
+                                       list(self.words.values()), self.levers)
         other.sampling = sampling
         return other
 
@@ -149,14 +156,20 @@ class PromptArm(Arm):
         temperature, sample = self.sampling or (gen.temperature, 0)
         params = GenParams(gen.max_tokens, temperature, tuple(gen.stop), gen.seed)
         outputs = backend.generate([GenRequest(m, params, sample) for m in all_messages], progress)
-        return [Prediction(e, m, o.text, parse_answer(self.task.type, o.text, self.labels), o.latency_s,
-                           o.input_tokens, o.output_tokens, o.cached)
+        return [Prediction(e, m, o.text, self._parse(o.text), o.latency_s, o.input_tokens, o.output_tokens, o.cached)
                 for e, m, o in zip(examples, all_messages, outputs)]
+
+    def _parse(self, raw: str):
+        if self.task.type != "classification":
+            return parse_answer(self.task.type, raw, self.labels)
+        label_of = {word: label for label, word in self.words.items()}
+        return label_of.get(parse_answer(self.task.type, raw, list(label_of)))
 
     def _predict_scored(self, examples, all_messages, backend, progress) -> list[Prediction]:
         choices = tuple(self.labels)
-        outputs = backend.score_choices([ScoreRequest(m, choices) for m in all_messages], progress)
-        baselines = self._content_free_scores(examples, backend) if self.config.calibrate else None
+        words = tuple(self.words[label] for label in choices)
+        outputs = backend.score_choices([ScoreRequest(m, words) for m in all_messages], progress)
+        baselines = self._content_free_scores(examples, backend, words) if self.config.calibrate else None
         preds = []
         for i, (e, m, o) in enumerate(zip(examples, all_messages, outputs)):
             scores = o.logprobs if baselines is None else [a - b for a, b in zip(o.logprobs, baselines[i])]
@@ -174,13 +187,13 @@ class PromptArm(Arm):
         fields = self.task.data.input_fields()
         return "N/A" if template in fields else template.format(**{f: "N/A" for f in fields})
 
-    def _content_free_scores(self, examples, backend) -> list[list[float]]:
+    def _content_free_scores(self, examples, backend, words: tuple[str, ...]) -> list[list[float]]:
         """Each item's label scores with its input replaced by a content-free one; identical prompts
         (fixed examples) are scored once."""
         blank = self.content_free_input()
-        prompts = [build_messages(self.system, self.shots_for(e), blank) for e in examples]
+        prompts = [build_messages(self.system, self.shots_for(e), blank, self.answer) for e in examples]
         unique = {json.dumps(p): p for p in prompts}
-        scored = backend.score_choices([ScoreRequest(p, tuple(self.labels)) for p in unique.values()])
+        scored = backend.score_choices([ScoreRequest(p, words) for p in unique.values()])
         by_key = {k: s.logprobs for k, s in zip(unique, scored)}
         return [by_key[json.dumps(p)] for p in prompts]
 

@@ -19,9 +19,10 @@ from ..errors import TunewiseError
 from ..metrics import get_metric
 from .base import Arm, ArmContext
 from .prompt import PromptArm, ZeroShotConfig
-from ..registry import register
+from ..registry import arm_class, register
 
 DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
+PROMPTING = ("prompt", "retrieval")  # the families whose prompt a tuned model can be trained and asked with
 
 
 class FineTuneConfig(ArmSettings):
@@ -36,7 +37,7 @@ class FineTuneConfig(ArmSettings):
     merge: bool = Field(False, description="also save the LoRA weights merged into a full model")
 
     def references(self):
-        return [] if self.prompt == "bare" else [("prompt", self.prompt, ("prompt",))]
+        return [] if self.prompt == "bare" else [("prompt", self.prompt, PROMPTING)]
 
 
 class HybridConfig(ArmSettings):
@@ -46,7 +47,7 @@ class HybridConfig(ArmSettings):
     prompt: str = Field(description="name of a prompt arm (zero_shot, structured, few_shot)")
 
     def references(self):
-        return [("tuned", self.tuned, ("fine-tune",)), ("prompt", self.prompt, ("prompt",))]
+        return [("tuned", self.tuned, ("fine-tune",)), ("prompt", self.prompt, PROMPTING)]
 
 
 class _Prompted(Arm):
@@ -91,7 +92,8 @@ class TunedArm(_Prompted):
         prompt_config = (configs or {}).get(config.prompt) if config.prompt != "bare" else None
         prompter_config = (prompt_config or ZeroShotConfig(type="zero_shot")).model_copy(
             update={"decoding": config.decoding, "name": self.name})
-        self.prompter = PromptArm(prompter_config, task, labels, bare=prompt_config is None)
+        self.prompter = arm_class(prompter_config.type)(prompter_config, task, labels, configs,
+                                                        bare=prompt_config is None)
         self.backend: Backend | None = None
         self.training: dict | None = None
         self.out_dir: Path | None = None
@@ -104,7 +106,7 @@ class TunedArm(_Prompted):
         if not isinstance(base, LocalBackend):
             raise TunewiseError(f"arm {self.name!r}: fine-tuning needs a local model, not {self.model!r}",
                                 field="model")
-        self.prompter.prepare(splits)
+        self.prompter.prepare(splits, ctx)
         train = self.train_examples(splits)
         key = self.train_key(base, train)
         self.out_dir = ctx.home / "tuned" / f"{self.config.type}-{key}"
@@ -223,14 +225,14 @@ class Hybrid(_Prompted):
         self.config, self.task = config, task
         self.name = arm_name(config)
         prompt = (configs or {})[config.prompt].model_copy(update={"decoding": config.decoding, "name": self.name})
-        self.prompter = PromptArm(prompt, task, labels)
+        self.prompter = arm_class(prompt.type)(prompt, task, labels, configs)
         self.tuned: TunedArm | None = None
         self.backend: Backend | None = None
         self.model = task.model
         self.training = None
 
     def prepare(self, splits: Splits, ctx: ArmContext) -> None:
-        self.prompter.prepare(splits)
+        self.prompter.prepare(splits, ctx)
         self.tuned = ctx.prepared(self.config.tuned)
         self.model = self.tuned.model
         self.backend = self.tuned.backend

@@ -64,7 +64,7 @@ def _train_seconds(arm: ArmResult, report: RunReport) -> float | None:
 
 
 def _flexibility(arm: ArmResult, report: RunReport) -> str:
-    if arm.family == "prompt":
+    if arm.family in ("prompt", "retrieval"):
         return "edit the prompt: seconds"
     wall = _train_seconds(arm, report)
     retrain = f"retrain: {wall:.0f} s" if wall else "retrain"
@@ -74,6 +74,8 @@ def _flexibility(arm: ArmResult, report: RunReport) -> str:
 def _data(arm: ArmResult, report: RunReport) -> str:
     needs = report.data_needs
     text = arm.data_required
+    if arm.summary.retrieval_hit_rate is not None:
+        text += f"; the passages held the answer for {arm.summary.retrieval_hit_rate:.0%} of items"
     if arm.family == "fine-tune" and needs and needs.fine_tuning and needs.to_match_prompting is not None:
         text += f"; {needs.to_match_prompting} matched the best prompt"
     return text
@@ -115,6 +117,14 @@ def plots(report: RunReport) -> list[tuple[str, str]]:
         out.append(("Learning curve: few-shot", line_chart({"few-shot": shots}, x_label="examples in the prompt (k)",
                                                            y_label=metric, y_range=SCORE_RANGE,
                                                            x_ticks=[k for k, _ in shots])))
+    for search in report.searches:
+        complete = [(t["number"], t["value"]) for t in search.trials if t["state"] == "complete"]
+        pruned = [(t["number"], t["value"]) for t in search.trials if t["state"] == "pruned" and t["value"] is not None]
+        series = {f"{search.arm}: dev {search.metric}": complete}
+        if pruned:
+            series["pruned (last slice scored)"] = pruned
+        out.append((f"Prompt search: {search.arm}", line_chart(series, x_label="trial", y_label=f"dev {search.metric}",
+                                                               y_range=SCORE_RANGE)))
     losses = {name: pts for name, pts in report.loss_curves.items() if pts}
     if losses:
         out.append(("Training loss", line_chart(losses, x_label="optimizer step", y_label="loss")))

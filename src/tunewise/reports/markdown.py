@@ -18,6 +18,7 @@ def to_markdown(report: RunReport) -> str:
     lines += _table(header, rows)
     lines += ["", "Latency is compute time per item within a batch; ex/s is its inverse over the test split.", ""]
     lines += _clean(report)
+    lines += _searches(report)
     lines += _needs(report)
     lines += _decision(report)
     lines += _tests(report)
@@ -36,6 +37,22 @@ def prompt_text(messages: list[dict] | None) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     return out + ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+
+
+def _searches(report: RunReport) -> list[str]:
+    lines = []
+    for s in report.searches:
+        pruned = sum(t["state"] == "pruned" for t in s.trials)
+        lines += [f"## Prompt search: {s.arm}", "",
+                  f"{len(s.trials)} trials ({pruned} pruned) on {s.dev_items} dev items in {s.seconds:.0f} s; the "
+                  f"winner scored {s.metric} {num(s.dev_score)} on dev and {num(s.test_score)} on test.", ""]
+        if s.overfit:
+            lines += [s.overfit, ""]
+        rows = [[choice, str(value), " · ".join(f"{v}: {num(score)}" for v, score in
+                                                (s.contributions.get(choice) or {}).items())]
+                for choice, value in s.best.items()]
+        lines += _table(["choice", "winner", f"mean dev {s.metric} by value"], rows) + [""]
+    return lines
 
 
 def _clean(report: RunReport) -> list[str]:

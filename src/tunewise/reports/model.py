@@ -39,6 +39,7 @@ class ArmSummary(_Model):
     mean_input_tokens: float
     mean_output_tokens: float
     cached: int = 0
+    retrieval_hit_rate: float | None = None  # retrieval arms: retrieved passages holding the answer
     consistency: Consistency | None = None
 
 
@@ -206,6 +207,20 @@ class Disagreement(_Model):
     raw: dict[str, str]
 
 
+class SearchSummary(_Model):
+    """A searched arm's search: its trials on dev, what each choice contributed, the winner on dev and test."""
+    arm: str
+    metric: str
+    dev_items: int
+    dev_score: float | None
+    test_score: float | None
+    seconds: float
+    best: dict[str, Any]
+    trials: list[dict[str, Any]]                     # number, state (complete | pruned), value, params
+    contributions: dict[str, dict[str, float]]       # choice -> value -> mean dev score of the finished trials
+    overfit: str | None = None                       # said when test falls well below dev
+
+
 class RunReport(_Model):
     """One run, analysed: everything the HTML, Markdown, JSON and terminal renderers show."""
     run_id: str
@@ -224,6 +239,7 @@ class RunReport(_Model):
     framework: FrameworkTable | None = None
     confusion: dict[str, Confusion] = {}
     field_accuracy: dict[str, dict[str, float]] = {}  # extraction: arm -> key -> share of items right
+    searches: list[SearchSummary] = []
     disagreements: list[Disagreement] = []
     loss_curves: dict[str, list[tuple[int, float]]] = {}
 

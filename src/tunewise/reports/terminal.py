@@ -32,6 +32,11 @@ def print_table(report: RunReport, out=None) -> None:
             out.print(f"Few-shot ({needs.metric} by k): {shots}")
         for line in needs.statements:
             out.print(line)
+    for s in report.searches:
+        out.print(f"Prompt search {s.arm}: {len(s.trials)} trials on {s.dev_items} dev items in {s.seconds:.0f} s; "
+                  f"winner {s.metric} {num(s.dev_score)} on dev, {num(s.test_score)} on test", highlight=False)
+        if s.overfit:
+            out.print(f"  [yellow]![/yellow] {escape(s.overfit)}", highlight=False)
     if report.clean is not None:
         values = ", ".join(f"{name} {num(v.value)}" for name, v in report.clean.values.items())
         out.print(f"On {report.clean.basis}: {values}", highlight=False)

@@ -1,0 +1,86 @@
+"""The retrieval arm: context provided dynamically — the passages most relevant to each input, in the prompt."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..config import Levers
+from ..data import Example, Splits
+from ..registry import register
+from .prompt import FewShotConfig, PromptArm
+
+
+class RetrievalConfig(FewShotConfig):
+    """A few-shot prompt (k: 0 for none) whose context lever holds the passages retrieved for each input."""
+    type: Literal["retrieval"]  # type: ignore[assignment]
+    k: int = Field(0, ge=0, le=64, description="worked examples from train, as in few_shot")
+    passages: int = Field(3, gt=0, le=20, description="passages retrieved per input")
+    retriever: Literal["bm25"] = "bm25"
+    levers: Levers = Field(default_factory=Levers)
+    structured: bool = Field(True, description="the task's context, format and constraints too")
+
+
+@register
+class Retrieval(PromptArm):
+    """BM25 over the task's knowledge source; the top passages go into the system prompt's context."""
+    Config = RetrievalConfig
+    family = "retrieval"
+    methods = {"retrieval": "prompt + retrieval (BM25)"}
+
+    def __init__(self, config: RetrievalConfig, task, labels, configs=None, **kw):
+        super().__init__(config, task, labels, configs, **kw)
+        self.index = None
+        self._found: dict[str, list[str]] = {}
+
+    def _levers(self):
+        return self.config.levers if self.config.structured else super()._levers()
+
+    def prepare(self, splits: Splits, ctx=None) -> None:
+        from ..knowledge import BM25Index, load_passages
+        super().prepare(splits, ctx)
+        if self.index is None:
+            self.index = BM25Index(load_passages(self.task))
+
+    def retrieve(self, examples: list[Example]) -> float:
+        """Find the passages of every input not searched yet; returns the seconds it took."""
+        todo = list(dict.fromkeys(e.input for e in examples if e.input not in self._found))
+        start = time.perf_counter()
+        if todo:
+            for text, found in zip(todo, self.index.search(todo, self.config.passages)):
+                self._found[text] = [self.index.passages[i] for i in found]
+        return time.perf_counter() - start
+
+    def messages(self, example: Example):
+        self.retrieve([example])
+        messages = super().messages(example)
+        passages = "\n".join(f"[{i}] {p}" for i, p in enumerate(self._found[example.input], start=1))
+        block = f"Relevant passages (retrieved for this input):\n{passages}"
+        if messages[0]["role"] == "system":
+            messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{block}"}
+        else:
+            messages.insert(0, {"role": "system", "content": block})
+        return messages
+
+    def prompt_template(self):
+        messages = super().prompt_template()
+        note = {"role": "note", "content": f"the {self.config.passages} passages of the knowledge source most "
+                                           f"relevant to the input (BM25) are appended to the system prompt"}
+        return [note] + messages
+
+    def predict(self, examples, backend, progress=None):
+        seconds = self.retrieve(examples)
+        preds = super().predict(examples, backend, progress)
+        from ..knowledge import contains_answer
+        for p in preds:
+            p.latency_s += seconds / max(1, len(preds))  # retrieval is part of each request's cost
+            if self.task.type != "classification":
+                p.extra["retrieval_hit"] = contains_answer(self._found[p.example.input], p.example.target_text)
+        return preds
+
+    @classmethod
+    def data_required(cls, config: dict[str, Any], training: dict | None) -> str:
+        shots = f"{config.get('k')} examples and " if config.get("k") else ""
+        return f"{shots}{config.get('passages', 3)} passages a request from the knowledge source"

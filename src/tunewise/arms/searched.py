@@ -1,0 +1,350 @@
+"""The searched arm: prompt engineering as a budgeted search on the dev split, as fine-tuning gets an optimizer.
+
+Optuna's TPE sampler (as DSPy's MIPROv2 uses) picks the instruction, the levers, the label words, the
+number, selection and set of worked examples, the decoding and calibration; each trial is scored on
+growing slices of the dev items and pruned early when it trails (median rule). With a proposer model,
+GEPA's reflective rewriting adds instructions to choose from. Trials are kept in a journal file, and
+every model answer in the store, so an interrupted search resumes without repeating a finished trial
+and sends nothing twice. The test split is never read: only train (examples) and dev (scores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..backends.base import Backend, GenParams, GenRequest
+from ..config import ArmSettings, Levers, Strict, Task
+from ..consistency import GENERIC_PARAPHRASES
+from ..data import Example, Splits, _take
+from ..errors import MissingDependencyError
+from ..metrics import get_metric
+from ..registry import register
+from .base import Arm, ArmContext
+from .prompt import FewShotConfig, PromptArm, StructuredConfig
+
+
+class SearchSettings(Strict):
+    """The search space and its budget."""
+    trials: int = Field(30, gt=0, description="prompts tried (pruned ones included)")
+    dev_items: int = Field(60, gt=0, description="dev items each trial is scored on (at most)")
+    max_minutes: float | None = Field(None, gt=0, description="start no trial after this many minutes")
+    instructions: list[str] = Field(default_factory=list, description="more instructions to try")
+    paraphrases: bool = Field(True, description="also try generic rewordings of the instruction")
+    levers: bool = Field(True, description="switch context, output format and constraints on and off")
+    label_words: dict[str, list[str]] = Field(default_factory=dict,
+                                              description="other words the model may use for a label (verbalizers)")
+    ks: list[int] = Field(default_factory=lambda: [0, 2, 4, 8], description="worked examples in the prompt")
+    selections: list[Literal["random", "similar"]] = Field(default_factory=lambda: ["random", "similar"])
+    example_sets: int = Field(3, gt=0, description="seeded random example sets to choose from")
+    decodings: list[Literal["generate", "constrained"]] | None = Field(
+        None, description="default: both for classification, generate otherwise")
+    calibrate: bool = Field(True, description="try contextual calibration with scored labels")
+    proposer: str | None = Field(None, description="a model or endpoint that rewrites the instruction (GEPA)")
+    proposer_calls: int = Field(60, gt=0, description="dev evaluations GEPA may spend")
+    seed: int | None = Field(None, description="defaults to the split seed")
+
+
+class SearchedConfig(ArmSettings):
+    type: Literal["searched"]
+    search: SearchSettings = Field(default_factory=SearchSettings)
+
+
+@register
+class Searched(Arm):
+    """The best prompt a budgeted search found on dev; evaluated on test once, like every arm."""
+    Config = SearchedConfig
+    family = "prompt"
+    methods = {"searched": "prompt: searched"}
+    backend = None
+
+    def __init__(self, config: SearchedConfig, task: Task, labels: list[str], configs: dict | None = None, **kw):
+        self.config, self.task, self.labels = config, task, labels
+        self.name = config.name or config.type
+        self.model = config.model or task.model
+        self.settings = config.search
+        self.seed = self.settings.seed if self.settings.seed is not None else task.splits.seed
+        self.winner: PromptArm | None = None
+        self.training: dict | None = None
+
+    # -- the search -----------------------------------------------------------------
+    def prepare(self, splits: Splits, ctx: ArmContext) -> None:
+        if not splits.dev:
+            raise ValueError(f"arm {self.name!r}: a prompt search needs a dev split (splits.dev > 0)")
+        backend = ctx.backend(self.model)
+        dev = self._dev_items(splits)
+        space = SearchSpace(self, self._instructions(splits, dev, ctx))
+        study = self._study(ctx, dev, space)
+        done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+        left = self.settings.trials - len(done)
+        if left > 0:
+            ctx.log(self._estimate(splits, dev, backend, left, space, resumed=len(done)))
+            self._optimize(study, splits, dev, backend, space, left, ctx)
+        best = study.best_trial
+        self.winner = space.arm(best.params)
+        self.winner.prepare(splits)
+        self.training = self._record(study, space, dev)
+
+    def _dev_items(self, splits: Splits) -> list[Example]:
+        """A seeded slice of dev, labels in proportion, so every trial is scored on the same items."""
+        rng = random.Random(self.seed)
+        key = (lambda e: str(e.target)) if self.task.type == "classification" else None
+        pool = rng.sample(splits.dev, len(splits.dev))
+        return _take(pool, min(self.settings.dev_items, len(pool)), key, rng)
+
+    def _instructions(self, splits: Splits, dev: list[Example], ctx: ArmContext) -> list[str]:
+        own = self.task.instruction.strip()
+        found = [own] + [i.strip() for i in self.settings.instructions]
+        if self.settings.paraphrases:
+            found += [p.format(instruction=own) for p in GENERIC_PARAPHRASES]
+        if self.settings.proposer:
+            found += propose_instructions(self, splits, dev, ctx)
+        return list(dict.fromkeys(found))
+
+    def _study(self, ctx: ArmContext, dev: list[Example], space: "SearchSpace"):
+        try:
+            import optuna
+        except ImportError:
+            raise MissingDependencyError("the prompt search needs optuna: pip install optuna") from None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+        folder = ctx.home / "search"
+        folder.mkdir(parents=True, exist_ok=True)
+        key = self._key(dev, space)
+        storage = JournalStorage(JournalFileBackend(str(folder / f"{self.name}-{key}.journal")))
+        study = optuna.create_study(study_name=f"{self.name}-{key}", storage=storage, direction="maximize",
+                                    sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=8),
+                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=4), load_if_exists=True)
+        if not study.trials:
+            study.enqueue_trial(space.baseline())  # the user's own prompt is always tried first
+        return study
+
+    def _key(self, dev: list[Example], space: "SearchSpace") -> str:
+        body = {"model": self.model, "search": self.settings.model_dump(mode="json"), "dev": [e.id for e in dev],
+                "instructions": space.instructions, "task": self.task.instruction, "labels": self.labels,
+                "metric": self.task.decision_metric()[0]}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+
+    def _optimize(self, study, splits, dev, backend, space, left, ctx) -> None:
+        import optuna
+        metric = get_metric(self.task.decision_metric()[0])
+        rungs = sorted({max(1, len(dev) // 4), max(1, len(dev) // 2), len(dev)})
+        advance = ctx.progress(f"{self.name} search", left)
+        deadline = time.monotonic() + 60 * self.settings.max_minutes if self.settings.max_minutes else None
+
+        def objective(trial) -> float:
+            arm = space.arm(space.suggest(trial))
+            arm.prepare(splits)
+            value = 0.0
+            for rung in rungs:
+                preds = arm.predict(dev[:rung], backend)
+                value = metric.aggregate([p.parsed for p in preds], [e.target for e in dev[:rung]])
+                trial.report(value, rung)
+                if rung < len(dev) and trial.should_prune():
+                    raise optuna.TrialPruned()
+            return value
+
+        def after(study, trial) -> None:
+            if advance:
+                best = study.best_value if any(t.state.name == "COMPLETE" for t in study.trials) else float("nan")
+                advance(1, f"best {best:.3f}")
+            if deadline and time.monotonic() > deadline:
+                study.stop()
+
+        study.optimize(objective, n_trials=left, callbacks=[after], catch=())
+
+    def _estimate(self, splits, dev, backend: Backend, left: int, space: "SearchSpace", resumed: int) -> str:
+        """The search's cost before it is spent: calls, tokens, minutes from a measured rate, and money."""
+        probe = space.arm(space.baseline())
+        probe.prepare(splits)
+        sample = dev[: min(8, len(dev))]
+        start = time.perf_counter()
+        preds = probe.predict(sample, backend)
+        rate = len(sample) / max(time.perf_counter() - start, 1e-6)
+        longest = max(self.settings.ks, default=0)
+        growth = 1 + sum(self.settings.ks) / max(1, len(self.settings.ks))  # examples lengthen prompts
+        tokens = sum(p.input_tokens for p in preds) / len(preds) * growth
+        calls = left * len(dev)
+        minutes = calls * growth / rate / 60
+        price = (self.task.prices.models.get(self.model) or None)
+        money = f", about {calls * tokens * price.input_per_million / 1e6:.3g} {self.task.prices.currency}" \
+            if price else ""
+        again = f" ({resumed} done before, resumed)" if resumed else ""
+        return (f"search {self.name!r}: {left} trials{again} × up to {len(dev)} dev items = up to {calls:,} calls, "
+                f"~{calls * tokens:,.0f} input tokens (up to {longest} examples a prompt); about {minutes:.1f} min at "
+                f"the measured {rate:.1f} items/s{money}. Pruning stops weak trials early.")
+
+    def _record(self, study, space: "SearchSpace", dev: list[Example]) -> dict[str, Any]:
+        trials = [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
+                   "params": space.describe(t.params), "seconds": t.duration.total_seconds() if t.duration else None}
+                  for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+        best = study.best_trial
+        return {"kind": "search", "wall_s": sum(t["seconds"] or 0.0 for t in trials), "dev_items": len(dev),
+                "dev_score": best.value, "best_trial": best.number, "best": space.describe(best.params),
+                "trials": trials, "metric": self.task.decision_metric()[0]}
+
+    # -- answering: the winner's prompt ------------------------------------------------
+    def _arm(self) -> PromptArm:
+        if self.winner is None:
+            raise RuntimeError(f"arm {self.name!r} answers only after its search (prepare)")
+        return self.winner
+
+    def messages(self, example: Example):
+        return self._arm().messages(example)
+
+    def prompt_template(self):
+        return self._arm().prompt_template()
+
+    def predict(self, examples, backend, progress=None):
+        return self._arm().predict(examples, backend, progress)
+
+    @property
+    def decoding(self) -> str:
+        return self._arm().decoding
+
+    @property
+    def asks_instruction(self) -> bool:
+        return self._arm().asks_instruction
+
+    def variant(self, *, instruction=None, sampling=None):
+        return self._arm().variant(instruction=instruction, sampling=sampling)
+
+    @classmethod
+    def data_required(cls, config: dict[str, Any], training: dict | None) -> str:
+        best = (training or {}).get("best") or {}
+        k = best.get("examples", 0)
+        searched = (training or {}).get("dev_items")
+        return (f"{k} examples in the prompt" if k else "none in the prompt") + \
+            (f"; {searched} dev items to search" if searched else "")
+
+
+class SearchSpace:
+    """The choices a trial makes, turned into a prompt arm."""
+
+    def __init__(self, arm: Searched, instructions: list[str]):
+        self.owner, self.instructions = arm, instructions
+        self.task, self.labels, self.settings = arm.task, arm.labels, arm.settings
+        classification = self.task.type == "classification"
+        self.decodings = self.settings.decodings or (["constrained", "generate"] if classification else ["generate"])
+        self.word_sets = self._word_sets() if classification else [None]
+
+    def _word_sets(self) -> list[dict[str, str] | None]:
+        """The labels themselves, then the n-th alternative word of every label that lists one."""
+        alternatives = self.settings.label_words
+        depth = max((len(words) for words in alternatives.values()), default=0)
+        sets: list[dict[str, str] | None] = [None]
+        for i in range(depth):
+            sets.append({label: (alternatives.get(label) or [])[i] if i < len(alternatives.get(label) or [])
+                         else label for label in self.labels})
+        return sets
+
+    def baseline(self) -> dict[str, Any]:
+        """The hand-written prompt: the user's instruction, every lever on, no examples."""
+        params: dict[str, Any] = {"instruction": 0, "examples": 0, "decoding": self.decodings[0]}
+        if self.settings.levers:
+            params.update(context=True, output_format=True, constraints=True)
+        if len(self.word_sets) > 1:
+            params["words"] = 0
+        if self.decodings[0] == "constrained" and self.settings.calibrate:
+            params["calibrate"] = False
+        return params
+
+    def suggest(self, trial) -> dict[str, Any]:
+        s = self.settings
+        params = {"instruction": trial.suggest_categorical("instruction", list(range(len(self.instructions))))}
+        if s.levers:
+            for lever in ("context", "output_format", "constraints"):
+                params[lever] = trial.suggest_categorical(lever, [True, False])
+        if len(self.word_sets) > 1:
+            params["words"] = trial.suggest_categorical("words", list(range(len(self.word_sets))))
+        params["examples"] = trial.suggest_categorical("examples", sorted(set(s.ks)))
+        if params["examples"]:
+            params["selection"] = trial.suggest_categorical("selection", list(s.selections))
+            if params["selection"] == "random":
+                params["example_set"] = trial.suggest_int("example_set", 0, s.example_sets - 1)
+        params["decoding"] = trial.suggest_categorical("decoding", self.decodings)
+        if params["decoding"] == "constrained" and s.calibrate:
+            params["calibrate"] = trial.suggest_categorical("calibrate", [False, True])
+        return params
+
+    def arm(self, params: dict[str, Any]) -> PromptArm:
+        levers = Levers(**{k: params.get(k, True) for k in ("context", "output_format", "constraints")})
+        common = {"name": self.owner.name, "model": self.owner.config.model, "decoding": params["decoding"],
+                  "calibrate": params.get("calibrate", False)}
+        k = params.get("examples", 0)
+        config = FewShotConfig(type="few_shot", k=k, selection=params.get("selection", "random"), structured=True,
+                               levers=levers, **common) if k else StructuredConfig(type="structured", levers=levers,
+                                                                                   **common)
+        task = self.task.model_copy(update={"instruction": self.instructions[params.get("instruction", 0)]})
+        words = self.word_sets[params.get("words", 0)]
+        return PromptArm(config, task, self.labels, words=words,
+                         shot_seed=self.owner.seed * 1000 + params.get("example_set", 0))
+
+    def describe(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The choices in words, for the report (the instruction's text, not its index)."""
+        out = dict(params)
+        out["instruction"] = self.instructions[params.get("instruction", 0)]
+        if "words" in params:
+            out["words"] = self.word_sets[params["words"]] or "the labels"
+        return out
+
+
+# -- GEPA: instructions rewritten by reflecting on dev mistakes ------------------------------
+def propose_instructions(arm: Searched, splits: Splits, dev: list[Example], ctx: ArmContext) -> list[str]:
+    """Instructions GEPA evolves from the user's, reflecting (with the proposer model) on the answers it
+    gets wrong; a small model proposes poorly, so the candidates still compete in the search."""
+    try:
+        import gepa
+    except ImportError:
+        raise MissingDependencyError("instruction proposals need gepa: pip install 'tunewise[search]'") from None
+    task_backend = ctx.backend(arm.model)
+    proposer = ctx.backend(arm.settings.proposer)
+    adapter = _GepaAdapter(arm, task_backend)
+    train = splits.train[: max(8, min(len(splits.train), 32))]
+
+    def reflect(prompt: str) -> str:
+        request = GenRequest([{"role": "user", "content": prompt}], GenParams(512, 0.0, (), arm.seed))
+        return proposer.generate([request])[0].text
+
+    result = gepa.optimize(seed_candidate={"instruction": arm.task.instruction}, trainset=train, valset=dev,
+                           adapter=adapter, reflection_lm=reflect, max_metric_calls=arm.settings.proposer_calls,
+                           seed=arm.seed, logger=_Quiet(), display_progress_bar=False, raise_on_exception=False)
+    found = [c["instruction"].strip() for c in result.candidates if c.get("instruction", "").strip()]
+    ctx.log(f"search {arm.name!r}: GEPA proposed {len(found) - 1} instruction(s) with {arm.settings.proposer}")
+    return found
+
+
+class _GepaAdapter:
+    """Scores an instruction on a batch (the arm's baseline prompt otherwise) and explains its misses."""
+
+    def __init__(self, arm: Searched, backend: Backend):
+        self.arm, self.backend = arm, backend
+        self.metric = get_metric(arm.task.decision_metric()[0])
+        self.propose_new_texts = None
+
+    def evaluate(self, batch, candidate, capture_traces=False):
+        from gepa.core.adapter import EvaluationBatch
+        task = self.arm.task.model_copy(update={"instruction": candidate["instruction"]})
+        config = StructuredConfig(type="structured", name=self.arm.name, decoding="generate")
+        preds = PromptArm(config, task, self.arm.labels).predict(list(batch), self.backend)
+        scores = [float(self.metric.item(p.parsed, e.target)) for p, e in zip(preds, batch)]
+        traces = [{"input": e.input, "output": p.raw, "expected": e.target_text} for p, e in zip(preds, batch)]
+        return EvaluationBatch(outputs=[p.raw for p in preds], scores=scores,
+                               trajectories=traces if capture_traces else None)
+
+    def make_reflective_dataset(self, candidate, eval_batch, components_to_update):
+        rows = [{"Inputs": t["input"], "Generated Outputs": t["output"],
+                 "Feedback": f"Expected answer: {t['expected']}. Score {s:g}."}
+                for t, s in zip(eval_batch.trajectories or [], eval_batch.scores)]
+        return {name: rows for name in components_to_update}
+
+
+class _Quiet:
+    def log(self, message: str) -> None:
+        pass
