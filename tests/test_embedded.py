@@ -52,7 +52,7 @@ def test_scored_labels_on_clear_words(smol):
 
 def test_small_demo_run_end_to_end(tmp_path, smol):
     task, task_file = demo_task(tmp_path / "demo", quick=True)
-    assert {a.type for a in task.arms} == {"zero_shot", "structured", "few_shot"} and not task.learning_curve
+    assert {a.type for a in task.arms} == {"zero_shot", "structured", "few_shot", "searched"} and not task.learning_curve
     task = task.model_copy(update={
         "splits": task.splits.model_copy(update={"max_test": 12}),
         "arms": [a for a in task.arms if (a.name or a.type) in ("zero_shot", "zero_shot_scored", "few_shot")]})
