@@ -219,7 +219,9 @@ class Decider:
         rest = sorted((n for n in self.arms if n != winner), key=self.value, reverse=True)
         line = f"{winner} is {1 - self.value(winner):.3f} short of a perfect {self.metric} (1.0)"
         if rest:
-            line += f"; the next best arm, {rest[0]}, is {self.value(winner) - self.value(rest[0]):+.3f} from it"
+            gap = self.value(winner) - self.value(rest[0])
+            line += (f"; the next best arm, {rest[0]}, is {gap:.3f} behind" if gap >= 0 else
+                     f"; {rest[0]} scores {-gap:.3f} more, a difference the reasons above weigh")
         return [line + ". Set a target to have the verdict say whether that is good enough."]
 
     def _result(self, name: str | None, kind: str | None, reasons: list[str], closest: str | None = None,
@@ -388,12 +390,13 @@ def framework_table(report: RunReport) -> FrameworkTable | None:
     main = report.main_arms()
     if not main or report.decision is None:
         return None
-    metric = report.metric
+    facts = evidence(report)[0]  # the same items the verdict was decided on
+    quality = (lambda a: facts.values[a.name].value) if facts else (lambda a: a.value(report.metric))
     leaders = []
     for family in ("prompt", "fine-tune", "hybrid", "retrieval"):
-        arms = [a for a in main if a.family == family]
+        arms = [a for a in main if a.family == family and quality(a) is not None]
         if arms:
-            leaders.append((family, max(arms, key=lambda a: a.value(metric))))
+            leaders.append((family, max(arms, key=quality)))
     columns = [f"{KINDS[f]}: {a.name}" for f, a in leaders]
     rows = [FrameworkRow(label=label, cells=[cell(report, a) for _, a in leaders]) for label, cell in (
         ("method", _method_cell), ("quality", _quality_cell), ("cost", _cost_cell), ("speed", _speed_cell),
@@ -406,6 +409,10 @@ def _method_cell(report: RunReport, arm) -> str:
 
 
 def _quality_cell(report: RunReport, arm) -> str:
+    facts = evidence(report)[0]
+    if facts is not None and facts is report.clean:
+        m = facts.values[arm.name]
+        return f"{report.metric} {m.value:.3f} (95% CI {_ci(m)}) on the {facts.n} clean test items"
     m = arm.summary.metrics[report.metric]
     return f"{report.metric} {m.value:.3f} (95% CI {_ci(m)})"
 
@@ -414,7 +421,8 @@ def _cost_cell(report: RunReport, arm) -> str:
     c = report.costs[arm.name]
     text = f"{money(c.per_1k, report.currency)} per 1,000 requests"
     if c.one_time:
-        text += f"; {money(c.one_time, report.currency)} once (training)"
+        work = "search" if (arm.training or {}).get("kind") == "search" else "training"
+        text += f"; {money(c.one_time, report.currency)} once ({work})"
     if c.monthly is not None:
         text += f"; {money(c.monthly + c.one_time / 12, report.currency)} a month at the stated volume"
     return text
@@ -428,7 +436,9 @@ def _speed_cell(report: RunReport, arm) -> str:
     evaluate = arm.wall_s or 0.0
     train = _train_s(report, arm)
     if train:
-        return f"first usable result after {train + evaluate:,.0f} s ({train:,.0f} s training + {evaluate:,.0f} s evaluation)"
+        work = "search" if (arm.training or {}).get("kind") == "search" else "training"
+        return (f"first usable result after {train + evaluate:,.0f} s ({train:,.0f} s {work} + {evaluate:,.0f} s "
+                f"evaluation)")
     return f"first usable result after {evaluate:,.0f} s (evaluation only)"
 
 
