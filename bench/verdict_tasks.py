@@ -112,7 +112,7 @@ def facts(out: Path) -> None:
     (out / "facts" / "lexicon.jsonl").write_text("".join(json.dumps(k) + "\n" for k in knowledge))
     (out / "facts" / "retrieval.yaml").write_text(
         FACTS.replace("name: lexicon-facts", "name: lexicon-facts-retrieval")
-        + "  - {type: retrieval, passages: 3}\nknowledge: {path: lexicon.jsonl, field: text}\n")
+        + "  - {type: retrieval, passages: 3, k: 4}\nknowledge: {path: lexicon.jsonl, field: text}\n")
 
 
 FACTS = """\
