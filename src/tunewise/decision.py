@@ -168,8 +168,12 @@ class Decider:
         for name in tuned:
             c = self.diff(prompt, name)
             if c:
-                verdict = "not significantly better" if not c.significant or c.diff <= 0 else \
-                    f"better by less than the minimum gain {self.min_gain:g}"
+                if c.significant and c.diff < 0:
+                    verdict = "significantly worse"
+                elif not c.significant or c.diff <= 0:
+                    verdict = "not significantly better"
+                else:
+                    verdict = f"better by less than the minimum gain {self.min_gain:g}"
                 out.append(f"{name} is {verdict}: {self.cite(prompt, name)}.")
         out += self._unstated_volume(prompt, tuned)
         if not tuned:
@@ -376,12 +380,20 @@ def _knowledge_bound(report: RunReport) -> str | None:
     best_tuned = max(tuned, key=lambda a: a.value(report.metric))
     best_prompt = max(prompting, key=lambda a: a.value(report.metric))
     form_tuned, form_prompt = best_tuned.summary.format_ok or 0, best_prompt.summary.format_ok or 0
-    if form_tuned >= 0.9 and form_tuned >= form_prompt:
-        return (f"Give the model the knowledge: {best_tuned.name} learned the format (answers in form "
-                f"{form_tuned:.0%}) yet scores {report.metric} {best_tuned.value(report.metric):.3f}, so the answers "
-                f"need facts the model does not have. Retrieval (passages in the prompt's context) or a larger model "
-                f"supplies facts; fine-tuning on more pairs mostly teaches the form.")
-    return None
+    if form_tuned < 0.9 or form_tuned < form_prompt:
+        return None
+    line = (f"Give the model the knowledge: {best_tuned.name} learned the format (answers in form {form_tuned:.0%}) "
+            f"yet scores {report.metric} {best_tuned.value(report.metric):.3f}, so the answers need facts the model "
+            f"does not have; fine-tuning on more pairs mostly teaches the form.")
+    retrieved = [a for a in main if a.family == "retrieval"]
+    if not retrieved:
+        return line + " Retrieval (passages in the prompt's context) or a larger model supplies facts."
+    best = max(retrieved, key=lambda a: a.value(report.metric))
+    hits = best.summary.retrieval_hit_rate
+    found = f"; its passages held the answer for {hits:.0%} of items" if hits is not None else ""
+    return (line + f" Retrieval helps: {best.name} scores {best.value(report.metric):.3f}{found}, so what is left is "
+            f"reading the passages — more worked examples, a hybrid trained with the retrieved context, or a "
+            f"larger model.")
 
 
 # -- the framework's table, measured ------------------------------------------------------
