@@ -7,7 +7,8 @@ import pytest
 
 from tunewise.arms import family, method
 from tunewise.costs import arm_costs, break_even
-from tunewise.decision import MIN_CLEAN, decide, framework_table
+from tunewise.decision import MIN_CLEAN, decide
+from tunewise.framework import framework_table
 from tunewise.metrics import get_metric
 from tunewise.reports.model import ArmCost, ArmResult, ArmSummary, Evidence, MetricValue, RunReport
 from tunewise.stats import compare_all

@@ -11,7 +11,8 @@ import json
 
 from .arms import arm_class, family, method
 from .costs import arm_costs, training_record
-from .decision import decide, framework_table
+from .decision import decide
+from .framework import framework_table
 from .metrics import bootstrap_interval, get_metric, normalize_answer
 from .reports.model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, DataNeeds, Disagreement,
                             Evidence, MetricValue, RunReport, SearchSummary, ShotPoint, TuningPoint)
