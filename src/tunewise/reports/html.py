@@ -123,8 +123,10 @@ def plots(report: RunReport) -> list[tuple[str, str]]:
         series = {f"{search.arm}: dev {search.metric}": complete}
         if pruned:
             series["pruned (last slice scored)"] = pruned
+        step = max(1, len(search.trials) // 8)  # trials are whole numbers
         out.append((f"Prompt search: {search.arm}", line_chart(series, x_label="trial", y_label=f"dev {search.metric}",
-                                                               y_range=SCORE_RANGE)))
+                                                               y_range=SCORE_RANGE,
+                                                               x_ticks=list(range(0, len(search.trials), step)))))
     losses = {name: pts for name, pts in report.loss_curves.items() if pts}
     if losses:
         out.append(("Training loss", line_chart(losses, x_label="optimizer step", y_label="loss")))
