@@ -145,6 +145,13 @@ def test_cost_decides_only_at_a_stated_volume():
     assert any("the task states no volume" in r and "pays back its training after" in r for r in unstated.reasons)
 
 
+def test_tied_tuned_arms_whose_costs_differ_by_timing_noise_go_by_score():
+    # lora and the hybrid are both significantly better; the hybrid looks 5% cheaper, within timing noise
+    d = run_decision([("few", "few_shot", outcomes(124), {}), ("lora", "lora", outcomes(200), {"eps": 10.0}),
+                      ("hybrid", "hybrid", outcomes(199), {"eps": 10.5, "training": {"uses": "lora"}})])
+    assert d.recommended == "lora" and d.kind == "fine-tuning"
+
+
 def test_a_cheaper_tuned_arm_on_too_few_items_is_not_recommended():
     # 18 items: lora is one item worse; the interval is far too wide to call it no worse
     d = run_decision([("prompt", "few_shot", [1.0] * 10 + [0.0] * 8, {"eps": 2.0}),

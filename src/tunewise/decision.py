@@ -14,6 +14,7 @@ from .reports.model import Decision, Evidence, MetricValue, Mistake, RunReport
 
 TUNED = ("fine-tune", "hybrid")  # families answered by a trained model
 PROMPTING = ("prompt", "retrieval")  # families that change only the prompt
+COST_NOISE = 1.1                 # measured seconds vary about ±10%: closer costs are not a difference
 LEAK_SHARE = 0.05                # above this share of leaked test items the clean items decide
 MIN_CLEAN = 20                   # fewer clean items than this cannot carry a verdict
 KINDS = {"prompt": "prompting", "fine-tune": "fine-tuning", "hybrid": "hybrid", "retrieval": "retrieval"}
@@ -116,9 +117,10 @@ class Decider:
         choice = self._cheapest_tied(best_prompt, prompting)
         reasons = [f"Start with prompting: the best prompting arm is {self.score(best_prompt)}."]
         costlier = [n for n in prompting if n != choice and (n == best_prompt or self.non_inferior(best_prompt, n))
-                    and self.costs[n].per_1k > self.costs[choice].per_1k]
+                    and self.costs[n].per_1k > COST_NOISE * self.costs[choice].per_1k]
         if costlier:
-            reasons.append(f"{choice} is the cheapest of the prompting arms that score alike, at "
+            reasons.append(f"{choice} is the cheapest of the prompting arms that score alike (costs within the ±10% "
+                           f"that timings vary count as equal), at "
                            f"{self._money(self.costs[choice].per_1k)} per 1,000 requests: " + "; ".join(
                                f"{n} is not significantly different ({self.cite(choice, n)}) and costs "
                                f"{self._money(self.costs[n].per_1k)}" for n in costlier) + ".")
@@ -129,8 +131,12 @@ class Decider:
         return winner, KINDS[self.arms[winner].family], reasons + why
 
     def _cheapest_tied(self, best: str, candidates: list[str]) -> str:
+        """Among the arms no worse than `best`, the cheapest; costs within the timing noise count as equal,
+        and then the better score decides."""
         tied = [n for n in candidates if n == best or self.non_inferior(best, n)]
-        return min(tied, key=lambda n: (self.costs[n].per_1k, -self.value(n)))
+        floor = min(self.costs[n].per_1k for n in tied)
+        cheap = [n for n in tied if self.costs[n].per_1k <= COST_NOISE * floor]
+        return max(cheap, key=lambda n: (self.value(n), -self.costs[n].per_1k))
 
     def _needs_fine_tuning(self, prompt: str, tuned: list[str]) -> tuple[str, list[str]] | None:
         if not tuned:
