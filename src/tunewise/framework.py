@@ -22,8 +22,9 @@ def framework_table(report: RunReport) -> FrameworkTable | None:
         if arms:
             leaders.append((family, max(arms, key=quality)))
     columns = [f"{KINDS[f]}: {a.name}" for f, a in leaders]
+    quality_cell = lambda report, arm: _quality_text(report, arm, facts)  # noqa: E731
     rows = [FrameworkRow(label=label, cells=[cell(report, a) for _, a in leaders]) for label, cell in (
-        ("method", _method_cell), ("quality", _quality_cell), ("cost", _cost_cell), ("speed", _speed_cell),
+        ("method", _method_cell), ("quality", quality_cell), ("cost", _cost_cell), ("speed", _speed_cell),
         ("flexibility", _flexibility_cell), ("data required", _data_cell), ("use case", _use_cell))]
     return FrameworkTable(columns=columns, rows=rows)
 
@@ -32,8 +33,7 @@ def _method_cell(report: RunReport, arm) -> str:
     return arm.method
 
 
-def _quality_cell(report: RunReport, arm) -> str:
-    facts = evidence(report)[0]
+def _quality_text(report: RunReport, arm, facts) -> str:
     if facts is not None and facts is report.clean:
         m = facts.values[arm.name]
         return f"{report.metric} {m.value:.3f} (95% CI {ci_text(m)}) on the {facts.n} clean test items"

@@ -18,17 +18,21 @@ def register(cls: type) -> type:
     """
     for name in get_args(cls.Config.model_fields["type"].annotation):
         _TYPES[name] = cls
-    configs = list(dict.fromkeys(c.Config for c in _TYPES.values()))
     for listener in _LISTENERS:
-        listener(configs)
+        listener(_configs())
     return cls
+
+
+def _configs() -> list[type]:
+    """Each registered config model once (an arm class may serve several type names)."""
+    return list(dict.fromkeys(c.Config for c in _TYPES.values()))
 
 
 def on_register(listener: Callable[[list[type]], None]) -> None:
     """Call `listener` with every registered config model now and after each registration."""
     _LISTENERS.append(listener)
     if _TYPES:
-        listener(list(dict.fromkeys(c.Config for c in _TYPES.values())))
+        listener(_configs())
 
 
 def arm_class(type_name: str) -> type:

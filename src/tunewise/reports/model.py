@@ -267,9 +267,3 @@ class RunReport(_Model):
     def main_arms(self) -> list[ArmResult]:
         """The arms that finished, learning-curve points left out."""
         return [a for a in self.arms if a.main]
-
-    def arm(self, name: str) -> ArmResult:
-        return next(a for a in self.arms if a.name == name)
-
-    def comparison(self, a: str, b: str) -> Comparison | None:
-        return find_comparison(self.comparisons, a, b)
