@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tunewise.backends.base import GenParams, GenRequest, ScoreRequest, request_key
-from tunewise.backends.local import LocalBackend, _common_prefix_len, _packs
+from tunewise.backends.local import LocalBackend, _common_prefix_len
 
 SYSTEM = {"role": "system", "content": "Classify the sentiment of the word."}
 
@@ -99,10 +99,6 @@ def test_progress_reports_every_item_once(tiny_backend):
     seen.clear()
     tiny_backend.generate([GenRequest(msgs(w), GenParams(max_tokens=2)) for w in "abcdef"], progress=seen.append)
     assert sum(seen) == 6
-
-
-def test_packs_respect_the_token_budget_and_keep_order():
-    assert _packs([[1] * 3, [1] * 3, [1] * 5, [1] * 9, [1]], 6) == [[0, 1], [2], [3], [4]]
 
 
 def test_common_prefix_leaves_each_sequence_a_token():

@@ -169,7 +169,7 @@ class LocalBackend:
         next_pos = positions[:, -1] + 1
         with torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                                use_cache=True, logits_to_keep=1, **{self._cache_arg: cache}).logits[:, -1]
             for _ in range(params.max_tokens):
                 tokens = pick(logits, alive)
                 keep = []
@@ -187,7 +187,7 @@ class LocalBackend:
                 mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
                 logits = self.model(input_ids=torch.tensor(tokens, device=self.device)[:, None],
                                     attention_mask=mask, position_ids=next_pos[:, None],
-                                    past_key_values=cache, use_cache=True).logits[:, -1]
+                                    use_cache=True, **{self._cache_arg: cache}).logits[:, -1]
                 next_pos = next_pos + 1
         return outputs
 
@@ -196,40 +196,85 @@ class LocalBackend:
                       progress: Progress | None = None) -> list[ChoiceScores]:
         """Log-likelihood of each choice after its prompt.
 
-        The prompt prefix all requests share (instruction, fixed examples) runs once; its KV cache
-        is reused for every (item, choice) row, which then carries only its own suffix and choice.
+        The prompt prefix all requests share (instruction, fixed examples) runs once; its KV cache is
+        reused by every packed sequence after it. Each pack is a token tree (`tree.py`): requests in
+        lexical order, the tokens neighbours share run once, and every label's tokens hang below its
+        prompt as branches — cost in proportion to unique prompt tokens plus the label trie, not to
+        prompt length x number of labels.
         """
         prompts = [self.encode(r.messages) for r in requests]
         self._prefix_memo = None  # weights may have changed since the last call (training)
-        shared = _common_prefix_len(prompts) if self.prefix_cache else 0
-        prefix_kv = self._prefix_kv(prompts[0][:shared]) if shared else None
         choice_ids = {c: self.choice_ids(c) for r in requests for c in r.choices}
-        rows = [row for i, r in enumerate(requests)
-                for row in _score_rows(i, prompts[i][shared:], [choice_ids[c] for c in r.choices])]
+        choices = [[choice_ids[c] for c in r.choices] for r in requests]
         scores = [[0.0] * len(r.choices) for r in requests]
         seconds = [0.0] * len(requests)
-        remaining = [sum(1 for row in rows if row[0] == i) for i in range(len(requests))]
         if self.prefix_cache:
-            groups = _packs([row[1] for row in rows], self.pack_tokens)
-            run = lambda group: self._score_packed(group, prefix_kv, shared)  # noqa: E731
+            self._score_trees(prompts, choices, scores, seconds, progress)
         else:
-            groups = _batches_by_length([row[1] for row in rows], self.batch_size)
-            run = self._score_batch
-        for group in groups:
+            self._score_plain(prompts, choices, scores, seconds, progress)
+        return [ChoiceScores(scores[i], len(prompts[i]), 0, seconds[i]) for i in range(len(requests))]
+
+    def _score_trees(self, prompts, choices, scores, seconds, progress) -> None:
+        from .tree import plan
+        shared = _common_prefix_len(prompts)
+        prefix_kv = self._prefix_kv(prompts[0][:shared]) if shared else None
+        for pack in plan([p[shared:] for p in prompts], choices, self.pack_tokens):
             start = time.perf_counter()
-            values = run([rows[k] for k in group])
-            share = (time.perf_counter() - start) / len(group)
+            values = self._run_tree(pack, prefix_kv, shared)
+            for read, value in zip(pack.reads, values):
+                scores[read.item][read.choice] += value
+            for i in pack.items:
+                seconds[i] += (time.perf_counter() - start) / len(pack.items)
+            if progress:
+                progress(len(pack.items))
+
+    def _run_tree(self, pack, prefix_kv, shared: int) -> list[float]:
+        """One forward pass over a pack's token tree after the shared prefix's KV cache: each node sees
+        the prefix and its own ancestors, at the position its depth gives it. Returns one log-probability
+        per read, in order."""
+        import torch
+        from transformers import DynamicCache
+        tree = pack.tree
+        dtype = self.model.dtype
+        allowed = torch.from_numpy(tree.ancestry())
+        allowed = torch.cat([torch.ones(len(tree), shared, dtype=torch.bool), allowed], dim=1)
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        cache = None if prefix_kv is None else DynamicCache(ddp_cache_data=prefix_kv, config=self.model.config)
+        nodes = sorted({read.node for read in pack.reads})
+        slot = {node: k for k, node in enumerate(nodes)}
+        with torch.inference_mode():
+            hidden = self.model.get_decoder()(
+                input_ids=torch.tensor([tree.tokens], device=self.device),
+                position_ids=torch.tensor([[shared + d for d in tree.depths]], device=self.device),
+                attention_mask=mask[None, None].to(self.device), use_cache=cache is not None,
+                **{self._cache_arg: cache}).last_hidden_state[0]
+            return self._logprobs(hidden[torch.tensor(nodes, device=self.device)],
+                                  [slot[r.node] for r in pack.reads], [r.token for r in pack.reads])
+
+    def _logprobs(self, states, rows: list[int], tokens: list[int]) -> list[float]:
+        """log p(token | state) for each (row, token): only the distinct states go through the output head,
+        a few rows, not batch x sequence x vocabulary."""
+        import torch
+        logprobs = torch.log_softmax(self.model.get_output_embeddings()(states).float(), dim=-1)
+        return logprobs[torch.tensor(rows, device=self.device), torch.tensor(tokens, device=self.device)].tolist()
+
+    def _score_plain(self, prompts, choices, scores, seconds, progress) -> None:
+        """The reference path: one right-padded row per (request, choice), the whole prompt in each."""
+        rows = [row for i in range(len(prompts)) for row in _score_rows(i, prompts[i], choices[i])]
+        remaining = [sum(1 for row in rows if row[0] == i) for i in range(len(prompts))]
+        for group in _batches_by_length([row[1] for row in rows], self.batch_size):
+            start = time.perf_counter()
+            values = self._score_batch([rows[k] for k in group])
             finished = 0
             for k, row_values in zip(group, values):
                 i = rows[k][0]
                 for j, value in row_values.items():
                     scores[i][j] += value
-                seconds[i] += share
+                seconds[i] += (time.perf_counter() - start) / len(group)
                 remaining[i] -= 1
                 finished += remaining[i] == 0
             if progress and finished:
                 progress(finished)
-        return [ChoiceScores(scores[i], len(prompts[i]), 0, seconds[i]) for i in range(len(requests))]
 
     def choice_ids(self, choice: str) -> list[int]:
         return self.tokenizer(choice, add_special_tokens=False)["input_ids"]
@@ -249,7 +294,7 @@ class LocalBackend:
         cache = DynamicCache(config=self.model.config)
         with torch.inference_mode():
             self.model.get_decoder()(input_ids=torch.tensor([prefix], device=self.device),
-                                     past_key_values=cache, use_cache=True)
+                                     use_cache=True, **{self._cache_arg: cache})
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _score_batch(self, rows: list[tuple[int, list[int], list[tuple[int, int, int]]]]) -> list[dict[int, float]]:
@@ -261,53 +306,25 @@ class LocalBackend:
         # right padding: real tokens never attend to the pads after them, so positions stay exact
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
-        targets = [(b, j, token) for b, (_, _, t) in enumerate(rows) for j, _, token in t]
+        targets = [(b, j, pos, token) for b, (_, _, t) in enumerate(rows) for j, pos, token in t]
         with torch.inference_mode():
             hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-            picked = hidden[torch.tensor([b for b, _, _ in targets]),
-                            torch.tensor([pos for _, _, t in rows for _, pos, _ in t])]
-        return self._target_logprobs(picked, targets, len(rows))
-
-    def _score_packed(self, rows, prefix_kv, shared: int) -> list[dict[int, float]]:
-        """The fast path: all rows packed into one sequence after the shared prefix's KV cache.
-
-        A block-diagonal causal mask lets each row see the prefix and its own earlier tokens only, and
-        explicit positions restart after the prefix for every row: the same logits as separate rows,
-        without padding and without copying the prefix's cache for every row.
-        """
-        import torch
-        from transformers import DynamicCache
-        lengths = [len(seq) for _, seq, _ in rows]
-        starts = [0, *itertools.accumulate(lengths)][:-1]
-        ids = [token for _, seq, _ in rows for token in seq]
-        positions = [shared + t for n in lengths for t in range(n)]
-        dtype = self.model.dtype
-        own = torch.block_diag(*[torch.ones(n, n, dtype=torch.bool).tril() for n in lengths])
-        allowed = torch.cat([torch.ones(len(ids), shared, dtype=torch.bool), own], dim=1)
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-        cache = None if prefix_kv is None else DynamicCache(ddp_cache_data=prefix_kv, config=self.model.config)
-        with torch.inference_mode():
-            hidden = self.model.get_decoder()(
-                input_ids=torch.tensor([ids], device=self.device),
-                position_ids=torch.tensor([positions], device=self.device),
-                attention_mask=mask[None, None].to(self.device), past_key_values=cache,
-                use_cache=cache is not None).last_hidden_state[0]
-            picked = hidden[torch.tensor([starts[b] + pos for b, (_, _, t) in enumerate(rows) for _, pos, _ in t])]
-        targets = [(b, j, token) for b, (_, _, t) in enumerate(rows) for j, _, token in t]
-        return self._target_logprobs(picked, targets, len(rows))
-
-    def _target_logprobs(self, picked, targets: list[tuple[int, int, int]], n_rows: int) -> list[dict[int, float]]:
-        """Summed log-probability of each row's target tokens, per choice, from the hidden states that
-        predict them (`picked`, one per target). Only those go through the output head: a few rows,
-        not batch x sequence x vocabulary."""
-        import torch
-        with torch.inference_mode():
-            logprobs = torch.log_softmax(self.model.get_output_embeddings()(picked).float(), dim=-1)
-            values = logprobs[torch.arange(len(targets)), torch.tensor([t[2] for t in targets], device=self.device)]
-        out: list[dict[int, float]] = [{} for _ in range(n_rows)]
-        for (b, j, _), value in zip(targets, values.tolist()):
+            picked = hidden[torch.tensor([b for b, _, _, _ in targets]), torch.tensor([p for _, _, p, _ in targets])]
+            values = self._logprobs(picked, list(range(len(targets))), [t for _, _, _, t in targets])
+        out: list[dict[int, float]] = [{} for _ in rows]
+        for (b, j, _, _), value in zip(targets, values):
             out[b][j] = out[b].get(j, 0.0) + value
         return out
+
+    @property
+    def _cache_arg(self) -> str:
+        """The forward keyword for a KV cache: `cache` since transformers 5.24 (`past_key_values`, its old
+        name, now warns on every call), `past_key_values` before."""
+        if getattr(self, "_cache_name", None) is None:
+            import inspect
+            params = inspect.signature(self.model.get_decoder().forward).parameters
+            self._cache_name = "cache" if "cache" in params else "past_key_values"
+        return self._cache_name
 
 
 class _Picker:
@@ -342,20 +359,6 @@ def _score_rows(i: int, suffix: list[int], choices: list[list[int]]):
         return [(i, suffix, [(j, len(suffix) - 1, c[0]) for j, c in enumerate(choices)])]
     return [(i, suffix + c, [(j, len(suffix) + t - 1, tok) for t, tok in enumerate(c)])
             for j, c in enumerate(choices)]
-
-
-def _packs(seqs: list[list[int]], budget: int) -> list[list[int]]:
-    """Consecutive indices grouped so each group holds at most `budget` tokens (one row at least)."""
-    groups, current, size = [], [], 0
-    for i, seq in enumerate(seqs):
-        if current and size + len(seq) > budget:
-            groups.append(current)
-            current, size = [], 0
-        current.append(i)
-        size += len(seq)
-    if current:
-        groups.append(current)
-    return groups
 
 
 def _common_prefix_len(seqs: list[list[int]]) -> int:
