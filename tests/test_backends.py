@@ -149,3 +149,37 @@ def test_cache_sends_a_concurrent_backend_everything_at_once_and_saves_each_answ
     assert calls == [3, 7]  # one call for all that is not cached, whatever the chunk size
     assert saved_as_they_arrive == list(range(1, 11))
     assert [g.text for g in both[:3]] == [g.text for g in first] and all(g.cached for g in both[:3])
+
+
+def test_a_row_stops_at_its_stop_string_instead_of_running_on(tiny_backend):
+    full = tiny_backend.generate([GenRequest(msgs("sad"), GenParams(max_tokens=12))])[0]
+    stop = full.text.strip()[2:4]
+    params = GenParams(max_tokens=12, stop=(stop,))
+    fast = tiny_backend.generate([GenRequest(msgs("sad"), params)])[0]
+    plain = plain_backend(tiny_backend).generate([GenRequest(msgs("sad"), params)])[0]
+    assert fast.text == plain.text and stop not in fast.text
+    assert fast.output_tokens < full.output_tokens == plain.output_tokens
+
+
+def test_the_finisher_ends_a_json_answer_when_its_object_closes(tiny_backend):
+    from tunewise.backends.local import _Finisher
+    ids = tiny_backend.tokenizer('Sure: {"a": {"b": 1}, "c": "}"} and more', add_special_tokens=False)["input_ids"]
+    done = _Finisher(tiny_backend.tokenizer, GenParams(json_object=True))
+    first = next(n for n in range(1, len(ids) + 1) if done(ids[:n]))
+    text = tiny_backend.tokenizer.decode(ids[:first])
+    assert text.rstrip().endswith('"}"}') and '"b": 1}' in text
+    assert not _Finisher(tiny_backend.tokenizer, GenParams())(ids)
+
+
+def test_finished_text_keeps_the_first_json_object_or_cuts_at_a_stop():
+    from tunewise.backends.base import finish_text
+    json_params = GenParams(json_object=True)
+    assert finish_text('```json\n{"a": [1, "}"]}\n``` extra {"b": 2}', json_params) == '```json\n{"a": [1, "}"]}'
+    assert finish_text('{"a": 1', json_params) == '{"a": 1'           # never closed: kept whole
+    assert finish_text('{a: 1} {"b": 2}', json_params) == '{a: 1} {"b": 2}'  # the first object is not JSON
+    assert finish_text("yes. no", GenParams(stop=(".",))) == "yes"
+
+
+def test_batches_are_even():
+    from tunewise.backends.local import _even_size
+    assert [_even_size(n, 128) for n in (1, 128, 129, 150, 300)] == [1, 128, 65, 75, 100]

@@ -45,8 +45,15 @@ def test_rerun_answers_from_the_cache(task_file, tmp_path):
     second = tunewise.run(task, home=tmp_path, progress=False, backend_factory=fake_factory(backend))
     assert backend.calls == calls and first.run_id != second.run_id
     assert all(s["cached"] == 6 for s in second.summaries.values())
-    strip = lambda s: {k: v for k, v in s.items() if k != "cached"}  # noqa: E731
-    assert {k: strip(v) for k, v in first.summaries.items()} == {k: strip(v) for k, v in second.summaries.items()}
+    assert {k: untimed(v) for k, v in first.summaries.items()} == {k: untimed(v) for k, v in second.summaries.items()}
+
+
+def untimed(summary: dict) -> dict:
+    """A summary without what differs between identical runs: cache hits and wall times."""
+    out = {k: v for k, v in summary.items() if k not in ("cached", "predict_s")}
+    if out.get("consistency"):
+        out["consistency"] = {k: v for k, v in out["consistency"].items() if k != "seconds"}
+    return out
 
 
 @pytest.mark.parametrize("cache", ["develop", "measure"])
@@ -132,3 +139,30 @@ def test_calibrate_needs_scored_labels():
     with pytest.raises(tunewise.TaskFileError, match="calibrate needs decoding: constrained"):
         tunewise.validate_task({"instruction": "x", "data": {"path": "d.jsonl", "input": "w", "target": "y"},
                                 "arms": [{"type": "zero_shot", "calibrate": True}]})
+
+
+def test_the_consistency_pass_keeps_within_its_share_of_an_arm(task_file):
+    from types import SimpleNamespace
+
+    from tunewise.config import ConsistencyConfig
+    from tunewise.consistency import item_count
+    task = tunewise.load_task(task_file)
+    task = task.model_copy(update={"consistency": ConsistencyConfig(samples=5, max_items=50)})
+    generated = SimpleNamespace(decoding="generate", asks_instruction=True)
+    scored = SimpleNamespace(decoding="constrained", asks_instruction=True)
+    bare = SimpleNamespace(decoding="constrained", asks_instruction=False)
+    assert item_count(generated, 200, task) == 25  # 5 samples + 3 paraphrases: 8 runs x 25 items = the test split
+    assert item_count(scored, 200, task) == 50     # 3 paraphrase runs x 50 <= 200
+    assert item_count(scored, 60, task) == 20
+    assert item_count(bare, 60, task) == 50        # nothing to rerun: sample agreement comes from the scores
+    unlimited = task.model_copy(update={"consistency": ConsistencyConfig(samples=5, max_items=50, max_share=1)})
+    assert item_count(generated, 200, unlimited) == 50
+
+
+def test_the_summary_shows_the_consistency_share_of_each_arm(task_file, tmp_path):
+    task = tunewise.load_task(task_file)
+    result = tunewise.run(task, home=tmp_path, progress=False, backend_factory=fake_factory(FakeBackend(oracle)))
+    arm = result.report.arms[0]
+    assert arm.summary.predict_s > 0 and arm.summary.consistency.seconds > 0
+    assert 0 < arm.summary.consistency_share < 1
+    assert "eval s (consistency)" in result.report_paths["markdown"].read_text()

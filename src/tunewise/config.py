@@ -148,6 +148,8 @@ class ConsistencyConfig(Strict):
     temperature: float = Field(0.7, gt=0)
     paraphrases: list[str] | None = Field(None, description="rewordings of the instruction; default: 3 generic")
     max_items: int = Field(50, gt=0, description="test items used (the first n)")
+    max_share: float = Field(0.5, gt=0, le=1, description="the most of an arm's evaluation time the pass may "
+                             "take: fewer items when its repeats would exceed it (1: no limit)")
 
 
 class Endpoint(Strict):

@@ -36,7 +36,7 @@ def agreement(answers_per_item: list[list[Any]]) -> float:
 def measure(arm: Arm, examples, backend: Backend, task: Task, progress=None) -> dict[str, Any]:
     """Sample agreement (N samples at temperature T), paraphrase agreement, format compliance."""
     config = task.consistency
-    items = examples[: config.max_items]
+    items = examples[: item_count(arm, len(examples), task)]
     base = arm.predict(items, backend)
     out: dict[str, Any] = {"items": len(items), "samples": config.samples, "temperature": config.temperature,
                            "format_ok": float(np.mean([p.parsed is not None for p in base]))}
@@ -55,6 +55,18 @@ def measure(arm: Arm, examples, backend: Backend, task: Task, progress=None) -> 
     if progress:
         progress(1)
     return out
+
+
+def item_count(arm: Arm, n_test: int, task: Task) -> int:
+    """The pass's items: at most max_items, and few enough that its model calls (a run per sample when the
+    arm generates, one per paraphrase) cost at most max_share of the arm's evaluation, test split included."""
+    config = task.consistency
+    runs = (0 if arm.decoding == "constrained" else config.samples)
+    runs += len(paraphrases(task, config)) if arm.asks_instruction else 0
+    count = min(config.max_items, n_test)
+    if runs and config.max_share < 1:
+        count = min(count, int(n_test * config.max_share / (1 - config.max_share) / runs))
+    return max(1, count)
 
 
 def _sample_agreement(arm: Arm, items, backend, config: ConsistencyConfig, base, seed: int) -> float:

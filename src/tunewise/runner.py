@@ -154,12 +154,16 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
 
 def _evaluate(arm, test, backend, task: Task, bars: _Bars, consistency: bool) -> tuple[list[dict], dict]:
     """Predict the test split, score it, and (for the main arms) measure consistency."""
+    start = time.perf_counter()
     predictions = arm.predict(test, backend, bars.callback(arm.name, len(test)))
     rows = prediction_rows(predictions, task.metric_names())
     summary = summarize(rows, task.metric_names(), seed=task.splits.seed)
+    summary["predict_s"] = time.perf_counter() - start
     if consistency and task.consistency.enabled:
+        start = time.perf_counter()
         summary["consistency"] = measure_consistency(arm, test, backend, task,
                                                      bars.callback(f"{arm.name} consistency", 2))
+        summary["consistency"]["seconds"] = time.perf_counter() - start
     return rows, summary
 
 

@@ -154,7 +154,8 @@ class PromptArm(Arm):
     def _predict_generated(self, examples, all_messages, backend, progress) -> list[Prediction]:
         gen = self.task.generation
         temperature, sample = self.sampling or (gen.temperature, 0)
-        params = GenParams(gen.max_tokens, temperature, tuple(gen.stop), gen.seed)
+        params = GenParams(gen.max_tokens, temperature, tuple(gen.stop), gen.seed,
+                           json_object=self.task.type == "extraction")
         outputs = backend.generate([GenRequest(m, params, sample) for m in all_messages], progress)
         return [Prediction(e, m, o.text, self._parse(o.text), o.latency_s, o.input_tokens, o.output_tokens, o.cached)
                 for e, m, o in zip(examples, all_messages, outputs)]

@@ -17,6 +17,7 @@ class GenParams:
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int = 0
+    json_object: bool = False  # the answer ends with its first complete JSON object
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,10 @@ class Backend(Protocol):
 def request_key(model_key: str, request: GenRequest | ScoreRequest) -> str:
     """Cache key: model, prompt, parameters and sample index."""
     if isinstance(request, GenRequest):
-        body = {"kind": "generate", "messages": list(request.messages),
-                "params": asdict(request.params), "sample": request.sample}
+        params = asdict(request.params)
+        if not params["json_object"]:
+            del params["json_object"]  # keys made before the field existed stay valid
+        body = {"kind": "generate", "messages": list(request.messages), "params": params, "sample": request.sample}
     else:
         body = {"kind": "score", "messages": list(request.messages), "choices": list(request.choices)}
     text = json.dumps({"model": model_key, **body}, sort_keys=True, ensure_ascii=False)
@@ -80,3 +83,22 @@ def request_key(model_key: str, request: GenRequest | ScoreRequest) -> str:
 def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> str:
     cut = min((text.find(s) for s in stop if s and s in text), default=-1)
     return text[:cut] if cut >= 0 else text
+
+
+def json_object_end(text: str) -> int | None:
+    """Where the JSON object opened by the text's first "{" ends, once it is complete and valid."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        value, end = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError:
+        return None
+    return start + end if isinstance(value, dict) else None
+
+
+def finish_text(text: str, params: GenParams) -> str:
+    """An answer as the request asked for it: cut at its first stop string, or after its JSON object."""
+    text = truncate_at_stop(text, params.stop)
+    end = json_object_end(text) if params.json_object else None
+    return (text if end is None else text[:end]).strip()

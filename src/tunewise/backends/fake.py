@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
-from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, truncate_at_stop
+from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text
 
 Responder = Callable[[list[Message]], str]
 
@@ -42,7 +42,7 @@ class FakeBackend:
         for req in requests:
             self.calls += 1
             salt = f"#{req.sample}" if req.params.temperature > 0 else ""
-            text = truncate_at_stop(self._answer(req.messages, salt), req.params.stop)
+            text = finish_text(self._answer(req.messages, salt), req.params)
             words = text.split()[: req.params.max_tokens]
             out.append(Generation(" ".join(words), self._tokens(req.messages), len(words), 0.001))
             if progress:

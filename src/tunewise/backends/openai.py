@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ..errors import Interrupted, TunewiseError
 from ..parsing import parse_label
-from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, truncate_at_stop
+from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text
 
 OnResult = Callable[[int, Any], None]  # (request index, result) as soon as one finishes
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class OpenAIBackend:
         start = time.perf_counter()
         data = await self._post(client, body)
         latency = time.perf_counter() - start
-        text = truncate_at_stop(_content(data), params.stop).strip()
+        text = finish_text(_content(data), params)
         tokens_in, tokens_out = self._usage(data, request.messages, text)
         return Generation(text, tokens_in, tokens_out, latency)
 

@@ -26,6 +26,7 @@ class Consistency(_Model):
     sample_agreement: float | None = None
     paraphrase_agreement: float | None = None
     paraphrases: int | None = None
+    seconds: float | None = None  # the pass's wall time (runs before this field: unknown)
 
 
 class ArmSummary(_Model):
@@ -41,6 +42,15 @@ class ArmSummary(_Model):
     cached: int = 0
     retrieval_hit_rate: float | None = None  # retrieval arms: retrieved passages holding the answer
     consistency: Consistency | None = None
+    predict_s: float | None = None  # wall time of the test split's predictions and scoring
+
+    @property
+    def consistency_share(self) -> float | None:
+        """The consistency pass's share of the arm's evaluation time."""
+        c = self.consistency
+        if c is None or c.seconds is None or self.predict_s is None or c.seconds + self.predict_s <= 0:
+            return None
+        return c.seconds / (c.seconds + self.predict_s)
 
 
 class CurvePoint(_Model):
