@@ -145,25 +145,47 @@ class LocalBackend:
         """Greedy or sampled decoding that reuses the batch's shared prompt prefix and drops finished rows.
 
         The prefix all prompts of the batch share runs once (and is remembered for the next batch);
-        each row then carries only its own suffix, left-padded, with explicit positions.
+        each row then carries only its own suffix, left-padded, with explicit positions, and reads the
+        prefix's keys and values through `shared_prefix` (one copy for all rows) where the model allows.
         Sampling draws from one generator per row seeded by (seed, sample index, prompt), so an
         answer does not depend on which other requests share its batch.
         """
-        import torch
-        from transformers import DynamicCache
         shared = _common_prefix_len(prompts)
         prefix_kv = self._prefix_kv(prompts[0][:shared]) if shared else None
-        n, pad = len(prompts), self.pad_id()
+        if prefix_kv is not None:
+            from .shared_prefix import Unsupported, reading
+            try:
+                with reading(self.model, prefix_kv) as state:
+                    return self._decode_rows(prompts, shared, params, samples, prefix_kv, state)
+            except Unsupported:
+                pass  # this model's attention does not go through the interface: copy the prefix per row
+        return self._decode_rows(prompts, shared, params, samples, prefix_kv, None)
+
+    def _decode_rows(self, prompts, shared: int, params, samples, prefix_kv, reading) -> list[list[int]]:
+        import torch
+        from transformers import DynamicCache
+
+        from .shared_prefix import Unsupported, additive_mask
+        n, pad, dtype = len(prompts), self.pad_id(), self.model.dtype
         suffixes = [p[shared:] for p in prompts]
         width = max(len(s) for s in suffixes)
         ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=self.device)
-        mask = torch.tensor([[1] * shared + [0] * (width - len(s)) + [1] * len(s) for s in suffixes],
-                            device=self.device)
+        own = torch.tensor([[False] * (width - len(s)) + [True] * len(s) for s in suffixes], device=self.device)
         positions = torch.tensor([[shared] * (width - len(s)) + list(range(shared, shared + len(s)))
                                   for s in suffixes], device=self.device)
-        cache = DynamicCache(config=self.model.config) if prefix_kv is None else DynamicCache(
+        copied = prefix_kv is not None and reading is None
+        cache = DynamicCache(config=self.model.config) if not copied else DynamicCache(
             ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv],
             config=self.model.config)
+
+        def forward(tokens, positions, own):
+            if reading is not None:  # the rows' own keys only: the prefix is read by the attention itself
+                mask = additive_mask(own, tokens.shape[1], dtype)
+            else:
+                mask = torch.cat([own.new_ones(len(own), shared if copied else 0), own], dim=1).long()
+            return self.model(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True,
+                              logits_to_keep=1, **{self._cache_arg: cache}).logits[:, -1]
+
         pick = _Picker(params, samples, prompts, self.device)
         stops = set(self.stop_token_ids())
         finished = _Finisher(self.tokenizer, params)
@@ -171,8 +193,9 @@ class LocalBackend:
         alive = list(range(n))  # the prompt index of each row still decoding
         next_pos = positions[:, -1] + 1
         with torch.inference_mode():
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                use_cache=True, logits_to_keep=1, **{self._cache_arg: cache}).logits[:, -1]
+            logits = forward(ids, positions, own)
+            if reading is not None and not reading.calls:
+                raise Unsupported("the model did not dispatch attention through transformers' interface")
             for _ in range(params.max_tokens):
                 tokens = pick(logits, alive)
                 keep = []
@@ -185,12 +208,10 @@ class LocalBackend:
                 if len(keep) < len(alive):
                     index = torch.tensor(keep, device=self.device)
                     cache.batch_select_indices(index)
-                    mask, next_pos = mask[index], next_pos[index]
+                    own, next_pos = own[index], next_pos[index]
                     alive, tokens = [alive[b] for b in keep], [tokens[b] for b in keep]
-                mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
-                logits = self.model(input_ids=torch.tensor(tokens, device=self.device)[:, None],
-                                    attention_mask=mask, position_ids=next_pos[:, None],
-                                    use_cache=True, **{self._cache_arg: cache}).logits[:, -1]
+                own = torch.cat([own, own.new_ones(len(alive), 1)], dim=1)
+                logits = forward(torch.tensor(tokens, device=self.device)[:, None], next_pos[:, None], own)
                 next_pos = next_pos + 1
         return outputs
 
