@@ -183,3 +183,31 @@ def test_finished_text_keeps_the_first_json_object_or_cuts_at_a_stop():
 def test_batches_are_even():
     from tunewise.backends.local import _even_size
     assert [_even_size(n, 128) for n in (1, 128, 129, 150, 300)] == [1, 128, 65, 75, 100]
+
+
+def test_decoding_reads_the_shared_prefix_through_the_attention_interface(tiny_backend, monkeypatch):
+    """Rows read the shared prefix once (no copy per row); a model that never dispatches attention
+    through transformers' interface is noticed and decoded by copying the prefix, with the same answers."""
+    import contextlib
+
+    from tunewise.backends import shared_prefix
+    shots = (("joy", "positive"), ("awful", "negative"))
+    requests = [GenRequest(msgs(w, shots), GenParams(max_tokens=5)) for w in ["happy", "sad", "the lazy dog"]]
+    expected = [g.text for g in plain_backend(tiny_backend).generate(requests)]
+    states = []
+    real = shared_prefix.reading
+
+    @contextlib.contextmanager
+    def recorded(model, prefix_kv):
+        with real(model, prefix_kv) as state:
+            states.append(state)
+            yield state
+    monkeypatch.setattr(shared_prefix, "reading", recorded)
+    assert [g.text for g in tiny_backend.generate(requests)] == expected
+    assert states and states[0].calls > 0
+
+    @contextlib.contextmanager
+    def ignored(model, prefix_kv):  # as a model whose attention does not go through the interface
+        yield shared_prefix._Prefix(prefix_kv)
+    monkeypatch.setattr(shared_prefix, "reading", ignored)
+    assert [g.text for g in tiny_backend.generate(requests)] == expected
