@@ -242,7 +242,10 @@ def table(rows: list[Row], baseline: list[Row]) -> str:
         today = before.get(r.row) if r.engine.startswith("tunewise") else None
         vs_today = f"{r.per_second / today.per_second:.1f}×" if today else ""
         best = max(llama, key=lambda x: x.per_second) if llama and r.engine.startswith("tunewise") else None
-        vs_llama = f"{r.per_second / best.per_second:.2f}×" if best else ""
+        by_tokens = r.row.startswith("c")  # generation: output tokens per second
+        ratio = (r.tokens_per_second / best.tokens_per_second if by_tokens else r.per_second / best.per_second
+                 ) if best else None
+        vs_llama = f"{ratio:.2f}×" if ratio else ""
         tok = f"{r.tokens_per_second:.0f}" if r.output_tokens else ""
         lines.append(f"| {r.row} | {r.engine} | {r.items} | {r.seconds:.1f} | {r.per_second:.2f} | {tok} | "
                      f"{r.quality:.3f} | {vs_today} | {vs_llama} |")

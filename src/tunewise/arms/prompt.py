@@ -89,6 +89,7 @@ class PromptArm(Arm):
             self.shots = self._random_shots(random.Random(self.shot_seed))
         else:
             self._index = [_ngrams(e.input) for e in self.pool]
+            self._similar: dict[str, list[Example]] = {}
 
     def _random_shots(self, rng: random.Random) -> list[Example]:
         """k seeded examples; for classification, labels take turns so each is shown."""
@@ -114,10 +115,13 @@ class PromptArm(Arm):
             return []
         if self.shots is not None:
             return self.shots
-        query = _ngrams(example.input)
-        scored = sorted(range(len(self.pool)), key=lambda i: (-_overlap(query, self._index[i]), i))
-        picked = [self.pool[i] for i in scored if normalize(self.pool[i].input) != normalize(example.input)]
-        return list(reversed(picked[: self.k]))  # the most similar example sits next to the input
+        key = normalize(example.input)
+        if key not in self._similar:  # each item's prompt is built again for every consistency run
+            query = _ngrams(example.input)
+            scored = sorted(range(len(self.pool)), key=lambda i: (-_overlap(query, self._index[i]), i))
+            picked = [self.pool[i] for i in scored if normalize(self.pool[i].input) != key]
+            self._similar[key] = list(reversed(picked[: self.k]))  # the most similar sits next to the input
+        return self._similar[key]
 
     # -- prompts --------------------------------------------------------------
     def messages(self, example: Example) -> list[Message]:
