@@ -52,7 +52,8 @@ BAD = {
                           "word,label\nhappy,positive\nmeh,neutral\n", "words.csv:3: label: label 'neutral'"),
     "non-utf8": (lambda t, d: t, b"word,label\nhappy,positive\ncaf\xe9,positive\n", "words.csv:3: not valid UTF-8"),
     "extra cells": (lambda t, d: t, "word,label\nhappy,positive,x\n", "words.csv:2: 3 cells but"),
-    "empty test split": (lambda t, d: t, "word,label\nhappy,positive\n", "splits.test: the test split is empty"),
+    "empty test split": (lambda t, d: t, "word,label\nhappy,positive\nsad,negative\n",
+                         "splits.test: the test split is empty"),
     "unknown metric": (lambda t, d: t + "metrics: [bleu]\n", None, "unknown metric 'bleu'"),
 }
 

@@ -48,7 +48,7 @@ def test_the_task_file_accepts_it_and_checks_its_fields(task_file):
     task = tunewise.load_task(task_file)
     data = dict(task.model_dump(), arms=[{"type": "constant", "answer": "positive"}])
     assert isinstance(tunewise.validate_task(data).arms[0], ConstantConfig)
-    with pytest.raises(tunewise.TaskFileError, match="arms.0.constant.answer: Field required"):
+    with pytest.raises(tunewise.TaskFileError, match="arms.0.answer: required, but missing"):
         tunewise.validate_task(dict(data, arms=[{"type": "constant"}]))
     with pytest.raises(tunewise.TaskFileError, match="unknown arm type 'nope'"):
         tunewise.validate_task(dict(data, arms=[{"type": "nope"}]))

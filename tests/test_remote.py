@@ -276,7 +276,7 @@ def test_sigterm_ten_times_resumes_without_sending_any_request_twice(tmp_path):
 
 
 def test_ctrl_c_in_the_cli_waits_for_the_requests_in_flight_and_exits_130(tmp_path):
-    rows = [{"word": f"word{i}", "label": "positive"} for i in range(40)]
+    rows = [{"word": f"word{i}", "label": "positive" if i % 2 else "negative"} for i in range(40)]
     data = tmp_path / "words.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with FaultyServer(lambda m: "positive", delay_s=1.0) as server:

@@ -5,6 +5,7 @@ import pytest
 
 import tunewise
 from tunewise.backends import FakeBackend
+from tunewise.errors import StoreError
 from tunewise.store import SCHEMA_VERSION, Store
 
 from conftest import oracle
@@ -94,7 +95,7 @@ def test_store_has_a_versioned_schema(tmp_path):
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.commit()
     db.close()
-    with pytest.raises(RuntimeError, match="upgrade tunewise"):
+    with pytest.raises(StoreError, match="upgrade tunewise"):
         Store(tmp_path / "s.db")
 
 

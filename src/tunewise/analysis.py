@@ -47,7 +47,20 @@ def build_report(store: Store, run_id: str) -> RunReport:
     report.disagreements = disagreements(rows)
     report.loss_curves = {a["name"]: [(s["step"], s["loss"]) for s in a["training"]["losses"]]
                           for a in stored if (a.get("training") or {}).get("losses") and not a.get("curve")}
+    report.warnings = run_warnings(run, report.arms)
     return report
+
+
+def run_warnings(run: dict, arms: list[ArmResult]) -> list[str]:
+    """What the run warned about, and the training examples each tuned arm cut to train.max_length."""
+    out = [w.removeprefix("warning: ").removeprefix("note: ") for w in run["info"].get("warnings") or []]
+    for arm in arms:
+        clipped = (arm.training or {}).get("clipped")
+        if clipped:
+            out.append(f"arm {arm.name!r}: {clipped} of {arm.training.get('train_examples')} training examples "
+                       f"were longer than train.max_length {arm.training.get('max_length')} tokens and lost "
+                       f"their prompt's start")
+    return out
 
 
 def _arm_result(stored: dict, run_config: dict) -> ArmResult:

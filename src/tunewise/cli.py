@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -12,27 +13,62 @@ import click
 from .errors import Interrupted, TunewiseError
 
 HOME_OPTION = click.option("--home", default=".tunewise", show_default=True, type=click.Path(),
+                           callback=lambda ctx, param, value: _not_empty(value),
                            help="Directory of the results store and reports.")
 
 
+def _not_empty(home: str) -> str:
+    if not home.strip():  # "" would put the store in the current folder without a word
+        raise click.BadParameter("is empty; name a directory (the default is .tunewise)")
+    return home
+
+
 def friendly(command):
-    """One-line errors with exit code 2; a traceback only with --debug. Ctrl-C and SIGTERM stop the
-    command through `Interrupted` (work in flight is finished and saved) and exit with 130 or 143."""
+    """One-line errors: exit code 2 for bad input, 1 for a failure at run time; a traceback only with
+    --debug. Ctrl-C and SIGTERM stop the command through `Interrupted` (work in flight is finished and
+    saved) and exit with 130 or 143."""
     @functools.wraps(command)
     def wrapper(*args, debug: bool = False, **kwargs):
         for sig in (signal.SIGINT, signal.SIGTERM):  # `kill` stops a run as Ctrl-C does: finished work saved
             signal.signal(sig, _interrupt)
+        if not debug:
+            _quiet_libraries()
         try:
-            return command(*args, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            except sqlite3.Error as err:  # a store damaged inside, a read-only disk, another writer
+                from .store import store_error
+                raise store_error(Path(kwargs.get("home") or ".tunewise") / "tunewise.db", err) from err
         except TunewiseError as err:
             if debug:
                 raise
             click.echo(f"error: {err}", err=True)
-            sys.exit(2)
+            sys.exit(err.exit_code)
         except KeyboardInterrupt as err:
             click.echo("\ninterrupted: finished work is saved; run the same command again to resume.", err=True)
             sys.exit(128 + getattr(err, "signum", signal.SIGINT))  # the shell's convention: 130, or 143
+        except Exception as err:  # noqa: BLE001  a failure nobody foresaw: still one line, exit 1
+            if debug:
+                raise
+            click.echo(f"error: {_unexpected(err)}", err=True)
+            sys.exit(1)
     return click.option("--debug", is_flag=True, help="Show full tracebacks.")(wrapper)
+
+
+def _quiet_libraries() -> None:
+    """Deprecation notices from torch, transformers and peft are for tunewise's authors, not its users."""
+    import warnings
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def _unexpected(err: Exception) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        text = f"{where}{err.strerror}"
+    else:
+        text = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    return f"{text} (unexpected; run again with --debug for the traceback)"
 
 
 def _interrupt(signum, frame):
@@ -69,7 +105,7 @@ def demo_command(no_progress: bool, quick: bool, write_task: Path | None, home: 
     """Run the bundled word-sentiment example on the embedded model."""
     from .demo import demo_task, write_demo
     if write_task:
-        click.echo(f"wrote {write_demo(write_task)}")
+        click.echo(f"wrote {write_demo(write_task, overwrite=False)}")
         return
     task, task_file = demo_task(Path(home) / "demo", quick=quick)
     _run_and_show(task, str(task_file), home, False, not no_progress)
@@ -131,23 +167,32 @@ def runs_command(home: str) -> None:
     import datetime
     for run in _open_store(home).list_runs():
         when = datetime.datetime.fromtimestamp(run["created_at"]).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{run['id']}  {when}  {run['status']:<8} {run['task_name']}")
+        click.echo(f"{run['id']}  {when}  {run['status']:<11} {run['task_name']}")
 
 
 def _open_store(home: str):
+    """The store, read-only: reading commands write nothing, so they work on a read-only home."""
     from .store import Store
     path = Path(home) / "tunewise.db"
-    if not path.exists():
+    if Path(home).exists() and not Path(home).is_dir():
+        raise TunewiseError("--home: is a file, not a directory", file=home)
+    if not path.is_file():
         raise TunewiseError(f"no results store at {path}; run a task first")
-    return Store(path)
+    return Store(path, readonly=True)
 
 
 def _report(store, run_id: str):
     from .analysis import build_report
+    from .errors import RunError
     try:
+        if store.get_run(run_id) is None:
+            raise TunewiseError(f"no run {run_id!r} in {store.path}; tunewise runs lists them")
         return build_report(store, run_id)
-    except KeyError:
-        raise TunewiseError(f"no run {run_id!r} in {store.path}") from None
+    except (TunewiseError, sqlite3.DatabaseError):
+        raise
+    except Exception as err:  # one damaged run must not look like a broken store
+        raise RunError(f"run {run_id!r} cannot be analysed ({type(err).__name__}: {err}); the other runs are "
+                       f"unaffected (tunewise runs lists them)") from err
 
 
 def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,8 +27,37 @@ MAIN_METRIC = {"classification": "accuracy", "generation": "token_f1", "extracti
 GATES = ("json_valid",)
 
 
+class FieldError(ValueError):
+    """A check across fields that knows which one is wrong: the error names it and finds its line."""
+
+    def __init__(self, message: str, *loc: str | int):
+        super().__init__(message)
+        self.loc = loc
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        # YAML reads true/false/yes/no as booleans, which pydantic would take as 1 and 0 (`seed: true`: seed 1)
+        for name, value in data.items() if isinstance(data, dict) else ():
+            field = cls.model_fields.get(name)
+            items = value if isinstance(value, list) else [value]
+            if field and any(isinstance(v, bool) for v in items) and _numeric(field.annotation):
+                raise FieldError("expected a number, got a boolean (true/false/yes/no)", name)
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field (or its list's items) takes numbers and not booleans."""
+    if annotation is bool:
+        return False
+    if annotation in (int, float):
+        return True
+    args = get_args(annotation)
+    return bool(args) and bool not in args and any(_numeric(a) for a in args)
 
 
 class DataConfig(Strict):
@@ -36,12 +67,36 @@ class DataConfig(Strict):
     target: str = Field(description="the field holding the expected output")
     split_column: str | None = Field(None, description="use this column's train/dev/test values")
 
+    @field_validator("input")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        input_fields(value)
+        return value
+
     def input_fields(self) -> list[str]:
         return input_fields(self.input)
 
 
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
 def input_fields(template: str) -> list[str]:
-    names = re.findall(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}", template)
+    """The fields a template names ({title}; {{ and }} are literal braces), or the template itself when it
+    names none (then it is a field's name). ValueError says what is wrong with a malformed template."""
+    names = []
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ValueError(f"{err} in {template!r}; fields are written {{name}}, a literal brace {{{{ or }}}}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not FIELD_NAME.fullmatch(name) or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"{shown} in {template!r} is not a field: fields are written {{name}} (a letter, "
+                             f"then letters, digits, _ or -; no index, attribute or format), a literal brace "
+                             f"{{{{ or }}}}")
+        names.append(name)
     return names or [template]
 
 
@@ -49,7 +104,7 @@ class SplitConfig(Strict):
     train: float = Field(0.6, ge=0, le=1)
     dev: float = Field(0.2, ge=0, le=1)
     test: float = Field(0.2, gt=0, le=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     stratify: bool = True  # only for classification
     group_by: str | None = Field(None, description="a data field: rows sharing its value stay in one split "
                                                     "(no test group is seen in training)")
@@ -71,7 +126,7 @@ class GenerationConfig(Strict):
     max_tokens: int = Field(32, gt=0)
     temperature: float = Field(0.0, ge=0)
     stop: list[str] = Field(default_factory=list)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class ArmSettings(Strict):
@@ -112,7 +167,7 @@ class TrainSettings(Strict):
     train_size: int | None = Field(None, gt=0, description="use only this many train examples (stratified)")
     min_passes: int = Field(0, ge=0, description="repeat epochs until this many examples were seen")
     max_epochs: int = Field(10, gt=0, description="cap on epochs added by min_passes")
-    seed: int | None = Field(None, description="defaults to the split seed")
+    seed: int | None = Field(None, ge=0, description="defaults to the split seed")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="bfloat16: mixed precision (bf16 matrix products; float32 weights, gradients and "
                             "optimizer); auto: bfloat16 where the hardware has it natively, else float32")
@@ -121,10 +176,19 @@ class TrainSettings(Strict):
 class LearningCurve(Strict):
     """Quality against the amount of task data, for fine-tuning and for few-shot prompting."""
     arm: str | None = Field(None, description="the fine-tune arm; default the first one")
-    sizes: list[Union[int, Literal["all"]]] = Field(default_factory=lambda: [16, 64, 256, "all"])
+    sizes: list[Union[Annotated[int, Field(gt=0)], Literal["all"]]] = Field(
+        default_factory=lambda: [16, 64, 256, "all"], description="train examples; none may exceed the train split")
     few_shot_arm: str | None = Field(None, description="the few-shot arm; default the first one")
-    ks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    ks: list[Annotated[int, Field(gt=0, le=64)]] = Field(default_factory=lambda: [1, 2, 4, 8])
     min_passes: int = Field(256, ge=0, description="small train sizes repeat epochs up to this many examples")
+
+    @field_validator("sizes", "ks")
+    @classmethod
+    def _distinct(cls, value: list) -> list:
+        repeated = sorted({str(v) for v in value if value.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed twice")
+        return value
 
 
 class KnowledgeConfig(Strict):
@@ -136,9 +200,10 @@ class KnowledgeConfig(Strict):
 class Target(Strict):
     """What the user needs; the decision recommends fine-tuning only when prompting falls short."""
     metric: str | None = Field(None, description="default: the task's decision metric")
-    value: float | None = Field(None, description="the quality needed on the test split")
+    # every quality metric is a share between 0 and 1: a target outside it can never be met, or always is
+    value: float | None = Field(None, ge=0, le=1, description="the quality needed on the test split")
     consistency: float | None = Field(None, ge=0, le=1, description="sample agreement needed")
-    min_gain: float = Field(0.02, ge=0, description="smallest quality gain worth fine-tuning for")
+    min_gain: float = Field(0.02, ge=0, le=1, description="smallest quality gain worth fine-tuning for")
 
 
 class ConsistencyConfig(Strict):
@@ -150,6 +215,15 @@ class ConsistencyConfig(Strict):
     max_items: int = Field(50, gt=0, description="test items used (the first n)")
     max_share: float = Field(0.5, gt=0, le=1, description="the most of an arm's evaluation time the pass may "
                              "take: fewer items when its repeats would exceed it (1: no limit)")
+
+    @field_validator("paraphrases")
+    @classmethod
+    def _some_paraphrases(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("is empty, which would quietly mean the 3 generic rewordings; list yours, or leave "
+                             "paraphrases out")
+        _no_blank(value or [], "paraphrase")
+        return value
 
 
 class Endpoint(Strict):
@@ -163,6 +237,19 @@ class Endpoint(Strict):
     backoff_s: float = Field(0.5, ge=0, description="first retry waits up to this (doubling, with jitter)")
     logprobs: bool = Field(True, description="score choices through logprobs when the server offers them")
     tokenizer: str | None = Field(None, description="HF id or path to count tokens when usage is absent")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        # a malformed URL would otherwise be retried with backoff before it failed
+        parts = urlparse(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL; e.g. http://localhost:8000/v1")
+        try:
+            parts.port  # noqa: B018  raises on a port that is not a number
+        except ValueError as err:
+            raise ValueError(f"{value!r}: {err}") from None
+        return value
 
 
 class ModelPrice(Strict):
@@ -218,56 +305,131 @@ class Task(Strict):
     def _one_constraint(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("constraints")
+    @classmethod
+    def _no_blank_constraint(cls, value: list[str]) -> list[str]:
+        _no_blank(value, "constraint")
+        return value
+
+    @field_validator("instruction")
+    @classmethod
+    def _instruction(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty; say what the model should do")
+        return value
+
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
         from .metrics import METRICS
+        if value is not None and not value:
+            raise ValueError("is empty; list at least one metric, or leave metrics out for the task type's")
         for name in value or []:
             if name not in METRICS:
                 raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
+        _distinct(value or [], "metric")
+        return value
+
+    @field_validator("labels", "json_keys")
+    @classmethod
+    def _names(cls, value: list[str] | None, info) -> list[str] | None:
+        if value is None:
+            return value
+        what = "label" if info.field_name == "labels" else "key"
+        if len(value) < (2 if what == "label" else 1):
+            raise ValueError("needs at least two labels: one label leaves nothing to classify" if what == "label"
+                             else "is empty; list the keys the answer's JSON object must have")
+        for item in value:
+            if not item.strip() or item != item.strip():
+                raise ValueError(f"{what} {item!r} is empty or has spaces around it (targets are read stripped)")
+        _distinct(value, what)
+        if what == "label":
+            _distinguishable(value)
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("arms")
+    @classmethod
+    def _some_arms(cls, value: list) -> list:
+        if not value:
+            raise ValueError("is empty; list at least one arm, or leave arms out for zero_shot, structured "
+                             "and few_shot")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "Task":
         if self.splits.group_by and self.data.split_column:
-            raise ValueError("splits.group_by has no effect with data.split_column: the column fixes the splits")
+            raise FieldError("has no effect with data.split_column: the column fixes the splits", "splits", "group_by")
         if self.type == "extraction" and not self.json_keys:
-            raise ValueError("an extraction task needs json_keys")
+            raise FieldError("an extraction task needs json_keys: the keys the answer's JSON object must have",
+                             "type")
+        if self.labels and self.type != "classification":
+            raise FieldError(f"labels are for classification tasks, not {self.type}", "labels")
+        if self.data.target in self.data.input_fields():
+            raise FieldError(f"uses the target field {self.data.target!r}: the answer would be in the question",
+                             "data", "input")
         names = [arm_name(a) for a in self.arms]
-        dupes = {n for n in names if names.count(n) > 1}
-        if dupes:
-            raise ValueError(f"arm names must be unique; repeated: {', '.join(sorted(dupes))}")
-        for arm in self.arms:
+        for i, arm in enumerate(self.arms):
+            if names[i] in names[:i]:
+                raise FieldError(f"arm names must be unique; {names[i]!r} is repeated: give one a `name:`",
+                                 "arms", i)
             if arm.decoding == "constrained" and self.type != "classification":
-                raise ValueError(f"arm {arm_name(arm)!r}: constrained decoding needs a classification task")
+                raise FieldError(f"arm {arm_name(arm)!r}: constrained decoding needs a classification task",
+                                 "arms", i, "decoding")
             if arm.calibrate and arm.decoding != "constrained":
-                raise ValueError(f"arm {arm_name(arm)!r}: calibrate needs decoding: constrained")
+                raise FieldError(f"arm {arm_name(arm)!r}: calibrate needs decoding: constrained",
+                                 "arms", i, "calibrate")
+            if registry.family(arm.type) == "retrieval" and self.knowledge is None:
+                raise FieldError(f"arm {arm_name(arm)!r} retrieves passages, and the task has no knowledge "
+                                 f"source: add knowledge: {{path: ..., field: text}}", "arms", i)
+        from .metrics import METRICS
+        for name in self.metrics or []:
+            if self.type not in METRICS[name].tasks:
+                raise FieldError(f"{name} does not apply to a {self.type} task; it applies to "
+                                 f"{' and '.join(METRICS[name].tasks)} tasks", "metrics")
         self._check_references()
         return self
 
     def _check_references(self) -> None:
         family, types = registry.family, registry.types
         kinds = {arm_name(a): a.type for a in self.arms}
-        for arm in self.arms:
+        for i, arm in enumerate(self.arms):
             for field, name, families in arm.references():
                 if family(kinds.get(name, "")) not in families:
                     allowed = [t for t in types() if family(t) in families]
-                    raise ValueError(f"arm {arm_name(arm)!r}: {field} {name!r} is not the name of "
-                                     f"a {' or '.join(families)} arm of the task ({', '.join(allowed)})")
+                    raise FieldError(f"arm {arm_name(arm)!r}: {field} {name!r} is not the name of "
+                                     f"a {' or '.join(families)} arm of the task ({', '.join(allowed)}); add "
+                                     f"that arm or name one the task has", "arms", i, field)
         curve = self.learning_curve
         if curve:
             if curve.arm and family(kinds.get(curve.arm, "")) != "fine-tune":
-                raise ValueError(f"learning_curve.arm {curve.arm!r} is not a lora or full arm")
+                raise FieldError(f"{curve.arm!r} is not a lora or full arm of the task", "learning_curve", "arm")
             if curve.few_shot_arm and kinds.get(curve.few_shot_arm) != "few_shot":
-                raise ValueError(f"learning_curve.few_shot_arm {curve.few_shot_arm!r} is not a few_shot arm")
+                raise FieldError(f"{curve.few_shot_arm!r} is not a few_shot arm of the task",
+                                 "learning_curve", "few_shot_arm")
+            if not any(family(t) == "fine-tune" or t == "few_shot" for t in kinds.values()):
+                raise FieldError("needs a lora, full or few_shot arm to vary; the task has none",
+                                 "learning_curve")
+            tuned = any(family(t) == "fine-tune" for t in kinds.values()) and any(s != "all" for s in curve.sizes)
+            if not tuned and not (curve.ks and "few_shot" in kinds.values()):
+                raise FieldError("has no point to run: give sizes (with a lora or full arm) or ks (with a "
+                                 "few_shot arm)", "learning_curve")
         from .metrics import METRICS
         target_metric = self.target.metric if self.target else None
-        for field, name in (("target.metric", target_metric), ("primary_metric", self.primary_metric)):
+        for loc, name in ((("target", "metric"), target_metric), (("primary_metric",), self.primary_metric)):
             if name is not None and name not in METRICS:
-                raise ValueError(f"{field}: unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
+                raise FieldError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}", *loc)
+            if name is not None and self.type not in METRICS[name].tasks:
+                raise FieldError(f"{name} does not apply to a {self.type} task", *loc)
         if target_metric and self.primary_metric and target_metric != self.primary_metric:
-            raise ValueError(f"primary_metric {self.primary_metric!r} differs from the target's metric "
-                             f"{self.target.metric!r}: the verdict is decided on one metric")
+            raise FieldError(f"primary_metric {self.primary_metric!r} differs from the target's metric "
+                             f"{self.target.metric!r}: the verdict is decided on one metric", "primary_metric")
 
     def metric_names(self) -> list[str]:
         """The metrics measured: the task's (or its type's defaults), plus the decision metric if missing."""
@@ -321,6 +483,35 @@ def arm_name(arm: ArmSettings) -> str:
     return arm.name or arm.type
 
 
+def _no_blank(items: list[str], what: str) -> None:
+    if any(not item.strip() for item in items):
+        raise ValueError(f"a {what} is empty; remove it or write it out")
+
+
+def _distinct(items: list[str], what: str) -> None:
+    repeated = sorted({x for x in items if items.count(x) > 1})
+    if repeated:
+        raise ValueError(f"{what} {repeated[0]!r} is listed twice")
+
+
+def _distinguishable(labels: list[str]) -> None:
+    pair = indistinct(labels)
+    if pair:
+        raise ValueError(f"labels {pair[0]!r} and {pair[1]!r} differ only in case or spacing, so an answer "
+                         f"cannot tell them apart; make them one label")
+
+
+def indistinct(labels: list[str]) -> tuple[str, str] | None:
+    """Two labels equal but for case and spacing (answers are matched ignoring both), or None."""
+    seen: dict[str, str] = {}
+    for label in labels:
+        key = " ".join(label.casefold().split())
+        if key in seen:
+            return seen[key], label
+        seen[key] = label
+    return None
+
+
 def load_task(path: str | Path) -> Task:
     """Read a task file; errors name the file, the line and the field."""
     path = Path(path)
@@ -329,8 +520,12 @@ def load_task(path: str | Path) -> Task:
     except FileNotFoundError:
         raise TaskFileError("task file not found", file=str(path)) from None
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise TaskFileError("not valid UTF-8 text", file=str(path), line=line) from None
+        raw = path.read_bytes()
+        hint = "; it looks like UTF-16: save it as UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise TaskFileError(f"not valid UTF-8 text{hint}", file=str(path), line=raw[: err.start].count(b"\n") + 1) \
+            from None
+    except OSError as err:
+        raise TaskFileError(f"cannot read the task file ({err.strerror})", file=str(path)) from None
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -339,10 +534,30 @@ def load_task(path: str | Path) -> Task:
         line = mark.line + 1 if mark else None
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise TaskFileError(f"invalid YAML: {problem}", file=str(path), line=line) from None
+    except RecursionError:
+        raise TaskFileError("invalid YAML: nested too deeply", file=str(path)) from None
     if not isinstance(data, dict):
         raise TaskFileError("expected a mapping of task fields at the top level", file=str(path), line=1)
+    _no_repeated_keys(root, str(path))
     data.setdefault("base_dir", str(path.parent))
     return validate_task(data, file=str(path), root=root)
+
+
+def _no_repeated_keys(node: yaml.Node | None, file: str, where: str = "") -> None:
+    """YAML lets a later key silently replace an earlier one; a task file that says a thing twice is a mistake."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            field = f"{where}.{name}" if where else name
+            if name in seen:
+                raise TaskFileError(f"{name!r} is given twice; keep one (YAML would silently use the last)",
+                                    file=file, line=key.start_mark.line + 1, field=field)
+            seen.add(name)
+            _no_repeated_keys(value, file, field)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_repeated_keys(item, file, f"{where}.{i}")
 
 
 def validate_task(data: dict[str, Any], *, file: str = "<task>", root: yaml.Node | None = None) -> Task:
@@ -350,15 +565,34 @@ def validate_task(data: dict[str, Any], *, file: str = "<task>", root: yaml.Node
         return Task.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        loc = [str(p) for p in first["loc"]]
-        line = _line_of(root, first["loc"]) if root is not None else None
+        cause = (first.get("ctx") or {}).get("error")
+        raw_loc = (*first["loc"], *cause.loc) if isinstance(cause, FieldError) else first["loc"]
+        loc = [str(p) for p in _file_loc(raw_loc)]
+        line = _line_of(root, raw_loc) if root is not None else None
         field = ".".join(loc) or None
-        message = first["msg"]
+        message = str(cause) if isinstance(cause, ValueError) else first["msg"]
         if first["type"] == "extra_forbidden":
             message = "unknown key"
-        elif first["type"] == "union_tag_invalid":
-            message = f"unknown arm type {first['input'].get('type')!r}" if isinstance(first["input"], dict) else message
+        elif first["type"] == "missing":
+            message = "required, but missing"
+        elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            kind = first["input"].get("type") if isinstance(first["input"], dict) else None
+            message = (f"unknown arm type {kind!r}" if kind is not None else "an arm needs a type") + \
+                f"; arm types: {', '.join(registry.types())}"
         raise TaskFileError(message, file=file, line=line, field=field) from None
+
+
+def _file_loc(loc: tuple) -> list:
+    """An error location as the file names it: without the tags pydantic adds for union members
+    (an arm's type, 'constrained-int', "literal['all']")."""
+    out = []
+    for part in loc:
+        tagged = out and isinstance(out[-1], int) and len(out) >= 2 and out[-2] == "arms" and part in registry.types()
+        if tagged or (isinstance(part, str) and (part.startswith(("constrained-", "literal[", "function-"))
+                                                  or part in ("int", "str", "float"))):
+            continue
+        out.append(part)
+    return out
 
 
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import Task
+from .config import Task, indistinct
 from .errors import DataError, LeakageError, MissingDependencyError, TaskFileError
 
 
@@ -41,6 +41,7 @@ class Splits:
     dev: list[Example]
     test: list[Example]
     duplicates_dropped: int = 0  # rows whose input repeated an earlier row's (splits.dedupe)
+    notes: list[str] = field(default_factory=list)  # rows left out, labels missing from test: said, never silent
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
@@ -51,17 +52,32 @@ SPLIT_NAMES = {"train": "train", "training": "train", "dev": "dev", "validation"
 
 
 # ---------------------------------------------------------------- reading rows
+NOT_A_DATASET = ("is a directory, not a saved `datasets` directory (no dataset_info.json or dataset_dict.json); "
+                 "point data.path at a file")
+
 def read_rows(path: Path, fmt: str = "auto") -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line or row number, row) pairs; malformed rows raise DataError."""
     if not path.exists():
-        raise DataError("data file not found", file=str(path))
+        if path.is_symlink():
+            raise DataError("a symbolic link to nothing (its target is missing, or the link loops)", file=str(path))
+        raise DataError("data file not found; check data.path (a relative path starts at the task file's folder)",
+                        file=str(path))
     fmt = _guess_format(path) if fmt == "auto" else fmt
+    if path.is_dir() != (fmt == "hf"):
+        raise DataError(NOT_A_DATASET if path.is_dir() else
+                        "data.format hf needs a directory saved with datasets' save_to_disk", file=str(path))
     readers = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet, "hf": _read_hf}
-    yield from readers[fmt](path)
+    try:
+        yield from readers[fmt](path)
+    except OSError as err:
+        raise DataError(f"cannot read the data ({err.strerror or err})", file=str(path)) from None
 
 
 def _guess_format(path: Path) -> str:
     if path.is_dir():
+        saved = (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
+        if not saved:
+            raise DataError(NOT_A_DATASET, file=str(path))
         return "hf"
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
@@ -77,17 +93,34 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             text = _decode(raw, path, number)
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
+                row = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_repeated_json_keys)
             except json.JSONDecodeError as err:
                 raise DataError(f"malformed JSON: {err.msg} (column {err.colno})",
                                 file=str(path), line=number) from None
+            except (ValueError, RecursionError) as err:  # NaN or Infinity; nesting deeper than Python's stack
+                problem = str(err) if isinstance(err, ValueError) else "nested too deeply"
+                raise DataError(f"malformed JSON: {problem}", file=str(path), line=number) from None
             if not isinstance(row, dict):
                 raise DataError(f"expected a JSON object, got {type(row).__name__}",
                                 file=str(path), line=number)
             yield number, row
+
+
+def _no_repeated_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [k for k, _ in pairs]
+    repeated = next((k for i, k in enumerate(names) if k in names[:i]), None)
+    if repeated is not None:
+        raise ValueError(f"the key {repeated!r} appears twice in one object (only the last would be read)")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a value JSON allows; write null for a missing value")
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -96,31 +129,45 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise DataError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x})", file=str(path), line=line) from None
+        hint = "; it looks like UTF-16: save it as UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x}){hint}", file=str(path), line=line) from None
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    if not reader.fieldnames:
-        raise DataError("the CSV file has no header row", file=str(path), line=1)
-    start = 2
-    for row in reader:
-        line = start
-        start = reader.line_num + 1
-        if None in row:  # more cells than header columns
-            raise DataError(f"{len(reader.fieldnames) + len(row[None])} cells but the header has "
-                            f"{len(reader.fieldnames)} columns", file=str(path), line=line)
-        missing = [k for k, v in row.items() if v is None]
-        if missing:
-            raise DataError(f"row has too few cells (no value for {missing[0]!r})",
-                            file=str(path), line=line, field=missing[0])
-        if any(v != "" for v in row.values()):
-            yield line, row
+    # a long text is a legitimate field; only the file's own length bounds one
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    # strict: a quote left open would otherwise swallow the rows after it into one field
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1  # the line the record being read starts on
+    try:
+        names = reader.fieldnames
+        if not names:
+            raise DataError("the CSV file has no header row", file=str(path), line=1)
+        repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if repeated is not None:
+            raise DataError(f"the header names column {repeated!r} twice; rename one (only the last would be "
+                            f"read)", file=str(path), line=1, field=repeated)
+        start = 2
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if None in row:  # more cells than header columns
+                raise DataError(f"{len(names) + len(row[None])} cells but the header has {len(names)} columns",
+                                file=str(path), line=line)
+            missing = [k for k, v in row.items() if v is None]
+            if missing:
+                raise DataError(f"row has too few cells (no value for {missing[0]!r})",
+                                file=str(path), line=line, field=missing[0])
+            if any(v != "" for v in row.values()):
+                yield line, row
+    except csv.Error as err:
+        raise DataError(f"malformed CSV: {err} (a quote opened and not closed swallows the rows after it; "
+                        f"inside a quoted field write a quote as \"\")", file=str(path), line=start) from None
 
 
 def _decode(raw: bytes, path: Path, line: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
+        hint = "; it looks like UTF-16: save it as UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}){hint}",
                         file=str(path), line=line) from None
 
 
@@ -129,7 +176,11 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         import pyarrow.parquet as pq
     except ImportError:
         raise MissingDependencyError("reading Parquet needs pyarrow: pip install 'tunewise[data]'") from None
-    table = pq.read_table(path)
+    import pyarrow
+    try:
+        table = pq.read_table(path)
+    except pyarrow.ArrowException as err:
+        raise DataError(f"not a readable Parquet file ({str(err).splitlines()[0]})", file=str(path)) from None
     for number, row in enumerate(table.to_pylist(), start=1):
         yield number, row
 
@@ -140,7 +191,11 @@ def _read_hf(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     except ImportError:
         raise MissingDependencyError("reading a datasets directory needs datasets: "
                                      "pip install 'tunewise[data]'") from None
-    loaded = datasets.load_from_disk(str(path))
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise DataError(f"not a readable saved `datasets` directory ({str(err).splitlines()[0]})",
+                        file=str(path)) from None
     if isinstance(loaded, datasets.DatasetDict):
         number = 0
         for split_name, part in loaded.items():
@@ -160,7 +215,7 @@ def load_examples(task: Task) -> list[Example]:
     for line, row in read_rows(path, task.data.format):
         examples.append(_example(task, path, line, row))
     if not examples:
-        raise DataError("the dataset has no rows", file=str(path))
+        raise DataError("the dataset has no rows; add rows (a header alone is not data)", file=str(path))
     return examples
 
 
@@ -182,9 +237,12 @@ def _example(task: Task, path: Path, line: int, row: dict[str, Any]) -> Example:
 
 def _text_field(row: dict[str, Any], name: str, where: dict) -> str:
     if name not in row:
-        raise DataError("missing field", field=name, **where)
+        near = next((k for k in row if isinstance(k, str) and k.strip().casefold() == name.casefold()), None)
+        hint = f" (the data has {near!r}: spacing or case differ)" if near is not None else ""
+        raise DataError(f"missing field{hint}", field=name, **where)
     value = row[name]
-    if value is None or (isinstance(value, str) and not value.strip()):
+    blank = isinstance(value, str) and not value.strip()
+    if value is None or blank or (isinstance(value, float) and value != value):  # NaN: how Parquet marks a gap
         raise DataError("empty value", field=name, **where)
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
@@ -223,10 +281,20 @@ def _split_value(row: dict[str, Any], column: str, where: dict) -> str:
 
 
 def label_set(task: Task, examples: list[Example]) -> list[str]:
-    """The task's labels, or those seen in the data, sorted."""
+    """The task's labels, or those seen in the data, sorted; a data set that cannot measure anything
+    (one label) or whose labels an answer cannot tell apart is refused."""
+    seen = sorted({str(e.target) for e in examples})
+    where = {"file": str(task.data_path()), "field": task.data.target}
+    if len(seen) < 2:
+        raise DataError(f"every row has the label {seen[0]!r}: a one-label data set scores 1.0 whatever the "
+                        f"answers; a classification task needs rows of at least two labels", **where)
     if task.labels:
         return list(task.labels)
-    return sorted({str(e.target) for e in examples})
+    pair = indistinct(seen)
+    if pair:
+        raise DataError(f"labels {pair[0]!r} and {pair[1]!r} differ only in case or spacing, so an answer "
+                        f"cannot tell them apart; make them one label in the data", **where)
+    return seen
 
 
 # ---------------------------------------------------------------- splitting
@@ -244,14 +312,30 @@ def make_splits(task: Task, examples: list[Example], *, task_file: str = "<task>
     else:
         parts = _split_by_fraction(task, examples, rng)
     key = _stratum if task.type == "classification" and cfg.stratify and not cfg.group_by else None
+    notes = []
+    placed = sum(len(p) for p in parts.values())
+    if placed < len(examples):
+        notes.append(f"{len(examples) - placed} of {len(examples)} rows are in no split: the fractions add up to "
+                     f"{cfg.train + cfg.dev + cfg.test:g} (splits.train/dev/test)")
     for name in parts:
         cap = getattr(cfg, f"max_{name}")
         if cap is not None and len(parts[name]) > cap:
+            notes.append(f"splits.max_{name} {cap} left out {len(parts[name]) - cap} of the {len(parts[name])} "
+                         f"{name} rows")
             parts[name] = _take(parts[name], cap, key, rng)
-    splits = Splits(**parts, duplicates_dropped=dropped)
+    splits = Splits(**parts, duplicates_dropped=dropped, notes=notes)
     if not splits.test:
         raise TaskFileError(f"the test split is empty ({len(examples)} rows; fractions {cfg.train:g}/"
-                            f"{cfg.dev:g}/{cfg.test:g})", file=task_file, field="splits.test")
+                            f"{cfg.dev:g}/{cfg.test:g}); give splits.test a larger share or add rows",
+                            file=task_file, field="splits.test")
+    if task.type == "classification":
+        tested = {str(e.target) for e in splits.test}
+        absent = sorted({str(e.target) for e in examples} - tested)
+        if absent:
+            counts = {label: sum(str(e.target) == label for e in examples) for label in absent}
+            shown = ", ".join(f"{label!r} ({n} row{'s' * (n != 1)})" for label, n in counts.items())
+            notes.append(f"no test item has the label {shown}: the test measures nothing on it; add rows of "
+                         f"that label")
     return splits
 
 
@@ -270,8 +354,11 @@ def _split_by_fraction(task: Task, examples: list[Example], rng: random.Random) 
         group = groups[name]
         rng.shuffle(group)
         n_test = round(len(group) * cfg.test)
-        n_dev = round(len(group) * cfg.dev)
-        n_train = min(round(len(group) * cfg.train), len(group) - n_test - n_dev)
+        n_dev = min(round(len(group) * cfg.dev), len(group) - n_test)
+        # fractions that add up to 1 use every row: train takes what rounding left (a label's only row too)
+        whole = cfg.train + cfg.dev + cfg.test > 1 - 1e-9
+        n_train = len(group) - n_test - n_dev if whole else min(round(len(group) * cfg.train),
+                                                                len(group) - n_test - n_dev)
         parts["test"] += group[:n_test]
         parts["dev"] += group[n_test:n_test + n_dev]
         parts["train"] += group[n_test + n_dev:n_test + n_dev + n_train]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from importlib import resources
 from pathlib import Path
 
 from .arms import family
 from .config import Task, load_task
-from .errors import MissingDependencyError
+from .errors import MissingDependencyError, TunewiseError
 from .models import package_dir
 
 LEXICON_INSTALL = "pip install --no-deps vaderSentiment==3.3.2"
@@ -40,17 +39,26 @@ def word_rows(min_abs: float = 1.0) -> list[dict]:
     return rows
 
 
-def write_demo(directory: str | Path) -> Path:
-    """Write the task file and its data into a directory; return the task file."""
+def write_demo(directory: str | Path, *, overwrite: bool = True) -> Path:
+    """Write the task file and its data into a directory; return the task file. Without `overwrite`, a file
+    there that differs from the demo's (one the user edited) is refused, not replaced."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / "word_sentiment.jsonl").open("w", encoding="utf-8") as out:
-        for row in word_rows():
-            out.write(json.dumps(row) + "\n")
-    task_file = directory / "word_sentiment.yaml"
-    with resources.as_file(resources.files("tunewise") / "examples" / "word_sentiment.yaml") as src:
-        shutil.copyfile(src, task_file)
-    return task_file
+    data = "".join(json.dumps(row) + "\n" for row in word_rows())
+    task = (resources.files("tunewise") / "examples" / "word_sentiment.yaml").read_text(encoding="utf-8")
+    files = {directory / "word_sentiment.jsonl": data, directory / "word_sentiment.yaml": task}
+    if not overwrite:
+        for path, text in files.items():
+            if path.exists() and (not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text):
+                raise TunewiseError("exists and differs from the demo's (edited?); tunewise leaves it as it is: "
+                                    "move it away or write the demo to another directory", file=str(path))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():
+            path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise TunewiseError(f"cannot write the demo here ({err.strerror or err}); choose another directory",
+                            file=str(directory)) from None
+    return directory / "word_sentiment.yaml"
 
 
 def demo_task(directory: str | Path, quick: bool = False) -> tuple[Task, Path]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 class TunewiseError(Exception):
     """A problem with the user's input, reported without a traceback."""
 
+    exit_code = 2  # the command line's exit status: 2 for bad input, 1 for a failure at run time
+
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
                  field: str | None = None):
         super().__init__(message)
@@ -32,6 +34,16 @@ class TaskFileError(TunewiseError):
 
 class LeakageError(TunewiseError):
     """The same input appears in the test split and a split used for preparation."""
+
+
+class StoreError(TunewiseError):
+    """The results store cannot be used: not tunewise's, from a newer tunewise, unreadable or unwritable."""
+
+
+class RunError(TunewiseError):
+    """The input was valid but the run failed while working (a model or server failed, a disk filled)."""
+
+    exit_code = 1
 
 
 class MissingDependencyError(TunewiseError):

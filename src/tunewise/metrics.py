@@ -24,6 +24,7 @@ class Metric:
     # Only corpus-level metrics, whose aggregate is not a mean of item scores, set these two.
     stats: Callable[[list, list, list[str] | None], np.ndarray] | None = None  # (preds, targets, labels) -> (n, d)
     combine: Callable[[np.ndarray], np.ndarray] | None = None  # summed stats (..., d) -> aggregate (...)
+    tasks: tuple[str, ...] = ("classification", "generation", "extraction")  # the task types it applies to
 
     @property
     def corpus_level(self) -> bool:
@@ -151,12 +152,12 @@ def key_accuracy(pred: Any, target: Any) -> float:
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("accuracy", accuracy_item),
-    Metric("macro_f1", accuracy_item, stats=label_counts, combine=macro_f1_from_counts),
+    Metric("macro_f1", accuracy_item, stats=label_counts, combine=macro_f1_from_counts, tasks=("classification",)),
     Metric("exact_match", exact_match),
     Metric("token_f1", token_f1),
     Metric("rouge_l", rouge_l),
-    Metric("json_valid", json_valid),
-    Metric("key_accuracy", key_accuracy),
+    Metric("json_valid", json_valid, tasks=("extraction",)),     # answers are JSON only in extraction
+    Metric("key_accuracy", key_accuracy, tasks=("extraction",)),
 ]}
 
 

@@ -54,6 +54,59 @@ def resolve_model(model: str) -> str:
     return model  # a hub id; transformers downloads it (or finds it in the HF cache)
 
 
+def model_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded, found without loading it (None: it looks loadable). A hub id is checked
+    against the local cache only when offline; online, transformers downloads it."""
+    if model == EMBEDDED:
+        embedded_gguf()  # says how to install it when it is missing
+        return None
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            return f"{model!r} is a file; a local model is a directory with config.json and the weights"
+        if not (path / "config.json").exists():
+            return f"the model directory {model!r} has no config.json (is it a Hugging Face model directory?)"
+        return None
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+        return f"no model directory {model!r} (looked in {path.resolve()}); check the spelling"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(model, "config.json")
+    except ImportError:
+        return None
+    except ValueError as err:  # huggingface_hub's HFValidationError: not a valid repo id
+        return f"{model!r} is neither a local directory nor a valid Hugging Face id ({str(err).splitlines()[0]})"
+    if isinstance(cached, str) or not _offline():
+        return None
+    return (f"{model!r} is not a local directory and not in the Hugging Face cache, and downloads are off "
+            f"(HF_HUB_OFFLINE); check the spelling, download it once online, or name a local directory")
+
+
+def _offline() -> bool:
+    flags = (os.environ.get(v, "").lower() for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag in ("1", "true", "yes", "on") for flag in flags)
+
+
+def context_length(model: str) -> int | None:
+    """The most tokens a local model attends to (its config's positions), or None when unknown."""
+    import json
+    file = (_embedded_target() if model == EMBEDDED else Path(model).expanduser()) / "config.json"
+    try:
+        if not file.exists():
+            from huggingface_hub import try_to_load_from_cache
+            cached = try_to_load_from_cache(model, "config.json")
+            if not isinstance(cached, str):
+                return None
+            file = Path(cached)
+        config = json.loads(file.read_text())
+    except (OSError, ValueError, ImportError):
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
+
+
 def model_key(model: str) -> str:
     """Identifies the weights in cache keys."""
     if model == EMBEDDED:
@@ -65,10 +118,14 @@ def model_key(model: str) -> str:
     return model
 
 
+def _embedded_target() -> Path:
+    # "-f2": the second conversion format (the config no longer claims GGUF quantization)
+    return cache_dir() / "models" / f"{EMBEDDED}-{EMBEDDED_VERSION}-f2"
+
+
 def embedded_model_dir() -> Path:
     """Convert the embedded GGUF once to safetensors and cache it."""
-    # "-f2": the second conversion format (the config no longer claims GGUF quantization)
-    target = cache_dir() / "models" / f"{EMBEDDED}-{EMBEDDED_VERSION}-f2"
+    target = _embedded_target()
     if (target / "model.safetensors").exists():
         return target
     gguf = embedded_gguf()

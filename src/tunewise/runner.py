@@ -15,9 +15,11 @@ from .analysis import build_report
 from .arms import ArmContext, build, family
 from .backends import Backend, make_backend
 from .backends.cached import CachedBackend
+from .checks import check_before_running
 from .config import Task, arm_name
 from .consistency import measure as measure_consistency
 from .data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
+from .errors import RunError
 from .evaluate import prediction_rows, summarize
 from .reports import RunReport, write_reports
 from .store import Store
@@ -79,27 +81,64 @@ def run(task: Task, *, home: str | Path = DEFAULT_HOME, strict: bool = False, pr
     """Run every arm of the task on its test split; resume an unfinished identical run."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     home = Path(home)
+    examples, labels, splits, leak = _prepare(task, strict, task_file)  # every check; nothing written yet
     store = Store(home / "tunewise.db")
     try:
-        return _run(task, store, home, strict, progress, backend_factory, task_file, log)
+        return _run(task, store, home, progress, backend_factory, task_file, log, examples, labels, splits, leak)
     finally:
         store.close()
 
 
-def _run(task, store, home, strict, progress, backend_factory, task_file, log) -> RunResult:
+def _prepare(task: Task, strict: bool, task_file: str):
+    """Load, check and split the data, and check the task against it and this machine: bad input fails
+    here, before the store is touched or a model loaded."""
     examples = load_examples(task)
     labels = label_set(task, examples) if task.type == "classification" else []
     splits = make_splits(task, examples, task_file=task_file)
     leak = check_leakage(splits, strict=strict, file=task_file)
-    warnings = [f"warning: {leak.message()}"] if leak.count else []
+    splits.notes += check_before_running(task, splits, task_file)
+    return examples, labels, splits, leak
+
+
+def _run(task, store, home, progress, backend_factory, task_file, log, examples, labels, splits, leak) -> RunResult:
+    notes = [f"warning: {note}" for note in splits.notes]  # stored for the report (leakage has its own part)
     if splits.duplicates_dropped:
-        warnings.append(f"note: splits.dedupe dropped {splits.duplicates_dropped} row(s) whose input repeated "
+        notes.insert(0, f"note: splits.dedupe dropped {splits.duplicates_dropped} row(s) whose input repeated "
                         f"an earlier row's")
+    warnings = ([f"warning: {leak.message()}"] if leak.count else []) + notes
     for w in warnings:
         log(w)
-    run_id, resumed = _open_run(store, task, examples, splits, labels, leak, task_file)
+    run_id, resumed = _open_run(store, task, examples, splits, labels, leak, task_file, notes)
     log(f"{'resuming' if resumed else 'run'} {run_id}: train {len(splits.train)}, dev {len(splits.dev)}, "
         f"test {len(splits.test)}")
+    try:
+        summaries = _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits)
+    except KeyboardInterrupt:
+        _mark(store, run_id, "interrupted")
+        raise
+    except OSError as err:  # a model that would not load or download, a full disk: the input was fine
+        _mark(store, run_id, "failed")
+        raise RunError(f"run {run_id} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}; "
+                       f"fix that and run the same command: what finished is kept") from err
+    except BaseException:
+        _mark(store, run_id, "failed")
+        raise
+    store.finish_run(run_id)
+    report = build_report(store, run_id)
+    paths = write_reports(report, home / "runs" / run_id)
+    return RunResult(run_id, store.path, paths, summaries, warnings, report)
+
+
+def _mark(store: Store, run_id: str, status: str) -> None:
+    """Record how a run ended; a store that cannot take it (the disk that failed the run) must not hide why."""
+    import sqlite3
+    try:
+        store.set_status(run_id, status)
+    except sqlite3.Error:
+        pass
+
+
+def _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits) -> dict[str, dict]:
     make = backend_factory or (lambda model: make_backend(model, device=task.device, batch_size=task.batch_size,
                                                           endpoints=task.endpoints))
     plan = arm_plan(task)
@@ -146,10 +185,24 @@ def _run(task, store, home, strict, progress, backend_factory, task_file, log) -
                                               bars, consistency=curve is None)
             store.save_predictions(run_id, name, rows)
             store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
-    store.finish_run(run_id)
-    report = build_report(store, run_id)
-    paths = write_reports(report, home / "runs" / run_id)
-    return RunResult(run_id, store.path, paths, summaries, warnings, report)
+            _warn_long_prompts(store, run_id, arm, rows, task, log)
+    return summaries
+
+
+def _warn_long_prompts(store: Store, run_id: str, arm, rows: list[dict], task: Task, log) -> None:
+    """A prompt past the model's context is answered unreliably (positions it never saw, or cut): say so."""
+    if arm.model in task.endpoints or arm.model == "fake" or arm.model.startswith("fake:"):
+        return
+    from .models import context_length
+    limit = context_length(arm.model)
+    if limit is None:
+        return
+    long = sum(r["input_tokens"] + task.generation.max_tokens > limit for r in rows)
+    if long:
+        text = (f"warning: arm {arm.name!r}: {long} of {len(rows)} prompts and their answers run past the model's "
+                f"context of {limit} tokens; their answers are unreliable (shorten the inputs or the examples)")
+        log(text)
+        store.add_warnings(run_id, [text])
 
 
 def _evaluate(arm, test, backend, task: Task, bars: _Bars, consistency: bool) -> tuple[list[dict], dict]:
@@ -205,16 +258,18 @@ def _arm_config(config) -> dict:
     return dict(config.model_dump(mode="json"), name=arm_name(config))
 
 
-def _open_run(store: Store, task: Task, examples, splits: Splits, labels, leak, task_file) -> tuple[str, bool]:
+def _open_run(store: Store, task: Task, examples, splits: Splits, labels, leak, task_file,
+              warnings: list[str]) -> tuple[str, bool]:
     chash, fprint = config_hash(task), fingerprint(examples)
     existing = store.unfinished_run(chash, fprint)
     if existing:
+        store.set_status(existing, "running")
         return existing, True
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     info = {"task_file": task_file, "splits": splits.sizes(), "labels": labels,
             "leakage": {"count": leak.count, "examples": leak.examples, "ids": leak.ids,
                         "test_items": leak.test_items},
-            "duplicates_dropped": splits.duplicates_dropped, "versions": _versions()}
+            "duplicates_dropped": splits.duplicates_dropped, "warnings": warnings, "versions": _versions()}
     store.create_run(run_id, task.name, task.resolved(), chash, fprint, info)
     return run_id, False
 

@@ -29,6 +29,7 @@ from .config import TrainSettings
 class SFTExample:
     input_ids: list[int]
     labels: list[int]  # -100 where no loss is taken (the prompt)
+    clipped: bool = False  # longer than max_length: the prompt's start was cut
 
 
 def build_example(tokenizer, prompt_text: str, answer: str, eos_id: int, max_length: int) -> SFTExample:
@@ -37,7 +38,7 @@ def build_example(tokenizer, prompt_text: str, answer: str, eos_id: int, max_len
     completion = tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos_id]
     ids = (prompt + completion)[-max_length:]  # keep the answer when cutting
     labels = ([-100] * len(prompt) + completion)[-max_length:]
-    return SFTExample(ids, labels)
+    return SFTExample(ids, labels, clipped=len(prompt) + len(completion) > max_length)
 
 
 @dataclass

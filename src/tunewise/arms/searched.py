@@ -14,7 +14,7 @@ import hashlib
 import json
 import random
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -39,7 +39,8 @@ class SearchSettings(Strict):
     levers: bool = Field(True, description="switch context, output format and constraints on and off")
     label_words: dict[str, list[str]] = Field(default_factory=dict,
                                               description="other words the model may use for a label (verbalizers)")
-    ks: list[int] = Field(default_factory=lambda: [0, 2, 4, 8], description="worked examples in the prompt")
+    ks: list[Annotated[int, Field(ge=0, le=64)]] = Field(default_factory=lambda: [0, 2, 4, 8],
+                                                         description="worked examples in the prompt")
     selections: list[Literal["random", "similar"]] = Field(default_factory=lambda: ["random", "similar"])
     example_sets: int = Field(3, gt=0, description="seeded random example sets to choose from")
     decodings: list[Literal["generate", "constrained"]] | None = Field(
@@ -47,7 +48,7 @@ class SearchSettings(Strict):
     calibrate: bool = Field(True, description="try contextual calibration with scored labels")
     proposer: str | None = Field(None, description="a model or endpoint that rewrites the instruction (GEPA)")
     proposer_calls: int = Field(60, gt=0, description="dev evaluations GEPA may spend")
-    seed: int | None = Field(None, description="defaults to the split seed")
+    seed: int | None = Field(None, ge=0, description="defaults to the split seed")
 
 
 class SearchedConfig(ArmSettings):

@@ -183,8 +183,12 @@ class TunedArm(_Prompted):
             model = merged(model)
             if self.config.merge:
                 save_model(model, base.tokenizer, self.out_dir / "merged")
+        clipped = sum(e.clipped for e in examples)
+        if clipped:  # said here and in the report: a cut prompt trains on less than the user wrote
+            ctx.log(f"warning: arm {self.name!r}: {clipped} of {len(examples)} training examples were longer than "
+                    f"train.max_length {settings.max_length} tokens and lost their prompt's start")
         summary = dict(result.summary(), train_examples=len(train), device=base.device,
-                       torch_threads=torch.get_num_threads())
+                       torch_threads=torch.get_num_threads(), clipped=clipped, max_length=settings.max_length)
         write_json(self.out_dir / "done.json", summary)
         (self.out_dir / "checkpoint.pt").unlink(missing_ok=True)
         return model.eval()

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..errors import Interrupted, TunewiseError
+from ..errors import Interrupted, RunError, TunewiseError
 from ..parsing import parse_label
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text
 
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class BackendError(TunewiseError):
-    """The server kept failing, or refused the request."""
+class BackendError(RunError):
+    """The server kept failing, or refused the request (a failure at run time: exit code 1)."""
 
 
 class OpenAIBackend:
@@ -145,6 +145,9 @@ class OpenAIBackend:
             retry_after = None
             try:
                 response = await client.post(url, json=body)
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as err:  # retrying cannot mend the URL
+                raise BackendError(f"{url} is not a URL a request can go to ({err}); check base_url",
+                                   field="base_url") from None
             except (httpx.TimeoutException, httpx.TransportError) as err:
                 last = f"{type(err).__name__}: {err}".strip(": ")
             else:

@@ -14,13 +14,18 @@ __all__ = ["RunReport", "write_reports"]
 
 def write_reports(report: RunReport, out_dir: Path) -> dict[str, Path]:
     """The HTML, Markdown and JSON reports of a run, written into `out_dir`."""
+    from ..errors import TunewiseError
     from .html import render_html
     from .markdown import to_markdown
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"html": out_dir / "report.html", "json": out_dir / "report.json", "markdown": out_dir / "report.md"}
-    paths["json"].write_text(to_json(report))
-    paths["markdown"].write_text(to_markdown(report))
-    paths["html"].write_text(render_html(report))
+    texts = {"json": to_json(report), "markdown": to_markdown(report), "html": render_html(report)}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for kind, text in texts.items():
+            paths[kind].write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise TunewiseError(f"cannot write the report here ({err.strerror or err}); choose a writable "
+                            f"directory with --out", file=str(out_dir)) from None
     return paths
 
 

@@ -9,11 +9,14 @@ from .table import table_rows
 
 def to_markdown(report: RunReport) -> str:
     info = report.info
-    lines = [f"# tunewise run {report.run_id}: {report.task}", "",
+    status = "" if report.status == "done" else f" ({report.status})"
+    lines = [f"# tunewise run {report.run_id}: {report.task}{status}", "",
              f"Model `{report.config['model']}`; splits {info['splits']}; labels {info.get('labels') or '–'}; "
              f"decision metric {report.metric}.", ""]
     if (info.get("leakage") or {}).get("count"):
         lines += [f"**Leakage:** {info['leakage']['count']} test inputs also appear in train/dev.", ""]
+    if report.warnings:
+        lines += ["**Warnings:**", ""] + [f"- {w}" for w in report.warnings] + [""]
     header, rows = table_rows(report)
     lines += _table(header, rows)
     lines += ["", "Latency is compute time per item within a batch; ex/s is its inverse over the test split.", ""]

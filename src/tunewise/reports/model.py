@@ -252,6 +252,7 @@ class RunReport(_Model):
     searches: list[SearchSummary] = []
     disagreements: list[Disagreement] = []
     loss_curves: dict[str, list[tuple[int, float]]] = {}
+    warnings: list[str] = []  # rows left out, prompts cut or past the context: never silent
 
     @property
     def metric(self) -> str:

@@ -21,7 +21,10 @@ def console():
 def print_table(report: RunReport, out=None) -> None:
     out = out or console()
     header, rows = table_rows(report)
-    out.print(_rich_table(f"{report.task} · run {report.run_id}", header, rows, left=2))
+    status = "" if report.status == "done" else f" ({report.status}: not every arm finished)"
+    out.print(_rich_table(f"{report.task} · run {report.run_id}{status}", header, rows, left=2))
+    for warning in report.warnings:
+        out.print(f"[yellow]![/yellow] {escape(warning)}", highlight=False)
     needs = report.data_needs
     if needs:
         curve = ", ".join(f"{p.examples}: {num(p.value)}" for p in needs.fine_tuning)

@@ -1,0 +1,111 @@
+"""Checks of a task against its splits and this machine, made before the first arm runs: a mistake found
+after an hour of training loses the hour."""
+
+from __future__ import annotations
+
+import os
+
+from .config import Task, arm_name
+from .data import Splits
+from .errors import TaskFileError
+from .registry import family
+
+
+def check_before_running(task: Task, splits: Splits, task_file: str) -> list[str]:
+    """Raise TaskFileError for anything the run would otherwise fail on, or silently shrink, later; return
+    warnings about settings that will have no effect."""
+    _check_sizes(task, splits, task_file)
+    _check_knowledge(task, task_file)
+    local = _check_models(task, task_file)
+    if local:
+        _check_device(task.device, task_file)
+    return _unused_prices(task)
+
+
+def _unused_prices(task: Task) -> list[str]:
+    """A price under a name no arm uses (a typo) would leave that arm priced by hardware time: say so."""
+    used = {a.model or task.model for a in task.arms} | {e.model for e in task.endpoints.values()}
+    return [f"prices.models.{name}: no arm uses a model of that name ({', '.join(sorted(used))}), so this price "
+            f"is unused" for name in task.prices.models if name not in used]
+
+
+def _check_sizes(task: Task, splits: Splits, task_file: str) -> None:
+    n_train, n_dev = len(splits.train), len(splits.dev)
+    fix = "lower it, or give the train split more rows (splits.train, more data)"
+    for i, arm in enumerate(task.arms):
+        k = getattr(arm, "k", 0)
+        if k and k > n_train:
+            raise TaskFileError(f"arm {arm_name(arm)!r} shows {k} examples but the train split has {n_train}; {fix}",
+                                file=task_file, field=f"arms.{i}.k")
+        size = getattr(getattr(arm, "train", None), "train_size", None)
+        if family(arm.type) == "fine-tune" and not n_train:
+            raise TaskFileError(f"arm {arm_name(arm)!r} fine-tunes, but the train split is empty; give "
+                                f"splits.train a share", file=task_file, field="splits.train")
+        if size is not None and size > n_train:
+            raise TaskFileError(f"arm {arm_name(arm)!r}: train_size {size} is more than the {n_train} train "
+                                f"examples; {fix}", file=task_file, field=f"arms.{i}.train.train_size")
+        if arm.type == "searched" and not n_dev:
+            raise TaskFileError(f"arm {arm_name(arm)!r}: a prompt search scores its trials on dev, and the dev "
+                                f"split is empty; give splits.dev a share", file=task_file, field="splits.dev")
+    curve = task.learning_curve
+    if curve is None:
+        return
+    big = [s for s in curve.sizes if s != "all" and s > n_train]
+    if big and any(family(a.type) == "fine-tune" for a in task.arms):
+        raise TaskFileError(f"{', '.join(map(str, big))} train examples asked for, but the train split has "
+                            f"{n_train}; a point trained on fewer than its label says would be misreported: use "
+                            f"sizes up to {n_train}, or 'all'", file=task_file, field="learning_curve.sizes")
+    big = [k for k in curve.ks if k > n_train]
+    if big and any(a.type == "few_shot" for a in task.arms):
+        raise TaskFileError(f"k {', '.join(map(str, big))} asked for, but the train split has {n_train} "
+                            f"examples; use ks up to {n_train}", file=task_file, field="learning_curve.ks")
+
+
+def _check_knowledge(task: Task, task_file: str) -> None:
+    if task.knowledge is None or not any(family(a.type) == "retrieval" for a in task.arms):
+        return
+    path = task.path_of(task.knowledge.path)
+    if not path.exists():
+        raise TaskFileError(f"the knowledge source {path} does not exist", file=task_file, field="knowledge.path")
+    from .knowledge import load_passages
+    load_passages(task)  # an empty or malformed source fails now, not after the other arms ran
+
+
+def _check_models(task: Task, task_file: str) -> bool:
+    """Every model an arm names can be loaded (its config read, no weights); True if any is local."""
+    from .models import model_problem
+    local = False
+    for i, arm in enumerate(task.arms):
+        model = arm.model or task.model
+        field = f"arms.{i}.model" if arm.model else "model"
+        remote = model in task.endpoints or model == "fake" or model.startswith("fake:")
+        if family(arm.type) == "fine-tune" and remote:
+            raise TaskFileError(f"arm {arm_name(arm)!r} fine-tunes, which needs a local model (a hub id or a "
+                                f"directory), not {model!r}", file=task_file, field=field)
+        if remote:
+            endpoint = task.endpoints.get(model)
+            if endpoint is not None and endpoint.api_key_env and not os.environ.get(endpoint.api_key_env):
+                raise TaskFileError(f"the environment variable {endpoint.api_key_env} (the API key) is not set",
+                                    file=task_file, field=f"endpoints.{model}.api_key_env")
+            continue
+        local = True
+        problem = model_problem(model)
+        if problem:
+            raise TaskFileError(problem, file=task_file, field=field)
+    return local
+
+
+def _check_device(device: str, task_file: str) -> None:
+    if device in ("auto", "cpu"):
+        return
+    import torch
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or a torch built without CUDA)"
+            raise TaskFileError(f"{device!r} asked for, but this machine has {have}; use device: auto or cpu",
+                                file=task_file, field="device")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise TaskFileError("'mps' asked for, but this machine has no Apple GPU; use device: auto or cpu",
+                            file=task_file, field="device")
