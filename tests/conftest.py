@@ -93,3 +93,6 @@ def oracle(messages):
     """A fake responder that knows the fixture's words."""
     text = messages[-1]["content"].lower()
     return next((label for word, label in WORDS if word in text.split()), "positive")
+
+
+pytest_plugins = ["bundle_fixtures"]  # the bundle tests' shared run (session scope: made once)

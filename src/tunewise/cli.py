@@ -170,6 +170,71 @@ def runs_command(home: str) -> None:
         click.echo(f"{run['id']}  {when}  {run['status']:<11} {run['task_name']}")
 
 
+@main.command("export")
+@click.argument("run_id")
+@click.argument("arm", required=False)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="A new directory.")
+@click.option("--merge", is_flag=True, help="LoRA arms: also write the adapter merged into the base model.")
+@HOME_OPTION
+@friendly
+def export_command(run_id: str, arm: str | None, out: Path, merge: bool, home: str) -> None:
+    """Write a run's ARM (default: the recommended one) as a bundle that predict and serve answer with."""
+    from .export import export
+    path = export(_open_store(home), run_id, out, arm, merge=merge, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"wrote {path} (manifest.json, prompt.json, README.md"
+               f"{''.join(', ' + p.name + '/' for p in sorted(path.iterdir()) if p.is_dir())})")
+
+
+@main.command("predict")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL answers.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Rows answered (and saved) together.")
+@click.option("--id-field", default="id", show_default=True, help="The field naming each row (else its line).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@friendly
+def predict_command(bundle: Path, input_file: Path, out: Path, batch_size: int, id_field: str, device: str,
+                    no_progress: bool) -> None:
+    """Answer every row of INPUT (JSONL, CSV, Parquet) with BUNDLE; a rerun skips rows already in --out."""
+    from .bundle import Bundle
+    from .predict import predict_file
+    loaded = Bundle.load(bundle, device=device)
+    result = predict_file(loaded, input_file, out, batch_size=batch_size, id_field=id_field,
+                          progress=not no_progress, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"wrote {result.written} answers to {result.out}" +
+               (f" ({result.skipped} already there)" if result.skipped else ""))
+    for name, m in (result.summary or {}).get("metrics", {}).items():
+        click.echo(f"{name}: {m['value']:.3f} (95% CI {m['low']:.3f}–{m['high']:.3f}, n={result.summary['n']})")
+
+
+@main.command("serve")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 exposes it to the network.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--api-key", envvar="TUNEWISE_API_KEY", help="Required bearer token (or TUNEWISE_API_KEY).")
+@click.option("--model-name", help="The model id clients send (default: the bundle's name).")
+@click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Requests answered in one engine call; 1 answers one at a time.")
+@click.option("--batch-window-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
+              help="How long a request waits for others to batch with.")
+@click.option("--max-tokens", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="The most tokens a request may ask for.")
+@click.option("--max-body-bytes", default=1_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-messages", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@friendly
+def serve_command(bundle: Path, device: str, **options) -> None:
+    """Answer as BUNDLE over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
+    from .bundle import Bundle
+    from .serve import ServeSettings, require, serve
+    require()
+    settings = ServeSettings(**options)
+    loaded = Bundle.load(bundle, device=device)
+    serve(loaded, settings, log_line=lambda msg: click.echo(msg, err=True))
+
+
 def _open_store(home: str):
     """The store, read-only: reading commands write nothing, so they work on a read-only home."""
     from .store import Store

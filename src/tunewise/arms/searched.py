@@ -190,6 +190,19 @@ class Searched(Arm):
                 "dev_score": best.value, "best_trial": best.number, "best": space.describe(best.params),
                 "trials": trials, "metric": self.task.decision_metric()[0]}
 
+    def restore(self, record: dict[str, Any]) -> PromptArm:
+        """The winner of a finished search rebuilt from its record (what the store keeps), without searching:
+        `export` ships it. Call the winner's `prepare` with the same splits to pick its examples."""
+        best = dict(record["best"])
+        space = SearchSpace(self, [best["instruction"]])
+        best["instruction"] = 0
+        if "words" in best:  # described as the word map, or "the labels" for none
+            words = None if best["words"] == "the labels" else best["words"]
+            best["words"] = space.word_sets.index(words)
+        self.winner = space.arm(best)
+        self.training = record
+        return self.winner
+
     # -- answering: the winner's prompt ------------------------------------------------
     def _arm(self) -> PromptArm:
         if self.winner is None:
