@@ -124,7 +124,8 @@ def _parser(prompter: PromptArm) -> str:
 
 def build_prompter(spec: PromptSpec) -> PromptArm:
     """The prompt arm a spec describes, ready to answer."""
-    task = validate_task(dict(spec.task, arms=[]), file=PROMPT)
+    # the task without its arms (they may name models and arms the bundle does not carry): the defaults
+    task = validate_task({k: v for k, v in spec.task.items() if k != "arms"}, file=PROMPT)
     cls = arm_class(spec.arm["type"])
     config = cls.Config.model_validate(spec.arm)
     prompter = cls(config, task, spec.labels, {}, bare=spec.bare, words=spec.words, shot_seed=spec.shot_seed)
