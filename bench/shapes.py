@@ -6,7 +6,7 @@ The text is generated from fixed word lists with a seeded random generator: for 
 matter, the shape does (prompt lengths, label token counts, output lengths), and generated text keeps
 the benchmark offline and reproducible.
 - routing: messages of 5-15 words routed to one of 14 topics whose labels are 1-4 tokens of SmolLM2's
-  tokenizer, two of them sharing a first token ("science" / "science fiction"); 400 train, 70 dev, 200 test;
+  tokenizer, two of them sharing a first token ("science" / "science fiction"); 400 train, 70 dev, 196 test;
 - extraction: order messages of about 40 words, answered with a JSON object of six fields (about 40
   output tokens), `max_tokens` 96;
 - answers: a question answered in one sentence (`max_tokens` 48).

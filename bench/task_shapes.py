@@ -2,7 +2,7 @@
 
     python bench/task_shapes.py [--write] [--rows abcd] [--no-llama] [--save F] [--baseline F]
 
-(a) routing, 14 labels of 1-4 tokens, zero-shot with scored labels, 200 test items;
+(a) routing, 14 labels of 1-4 tokens, zero-shot with scored labels, its test split (196 items);
 (b) the same with 8 similar-selected shots per item (`few_shot`, selection: similar, k=8);
 (c) generation: JSON extraction (about 40-word inputs, about 40-token answers, max_tokens 96, 2 shots) and
     one-sentence answers (max_tokens 48, zero-shot), 150 items each;
