@@ -222,6 +222,8 @@ TASK_CASES = {
     "negative temperature": ("types", add("generation: {temperature: -1}\n"), None, 2, ["generation.temperature"]),
     "consistency samples one": ("types", add("consistency: {samples: 1}\n"), None, 2, ["consistency.samples"]),
     "negative price": ("types", add("prices: {hardware_per_hour: -1}\n"), None, 2, ["prices.hardware_per_hour"]),
+    "infinite price": ("types", add("prices: {hardware_per_hour: .inf}\n"), None, 2,
+                       ["prices.hardware_per_hour", "finite"]),
     "target value a word": ("types", add("target: {value: high}\n"), None, 2, ["target.value", "valid number"]),
     "epochs zero": ("types", arms("{type: lora, train: {epochs: 0}}"), None, 2, ["arms.0.train.epochs"]),
     "max_test zero": ("types", sub("seed: 1}", "seed: 1, max_test: 0}"), None, 2, ["splits.max_test"]),
@@ -455,6 +457,13 @@ DATA_CASES = {
     "empty knowledge folder": ("files", then(arms("{type: zero_shot}", "{type: retrieval}"),
                                              add("knowledge: {path: kb}\n")), setup_empty_knowledge, 2,
                                ["kb:", "holds no passage"]),
+    # found by an independent second look
+    "a decimal label among integers": ("labels", JSONL_TASK, {"words.jsonl": jsonl(
+        {"word": w, "label": (1.0 if i == 0 else int(label == "positive"))} for i, (w, label) in enumerate(WORDS))},
+        2, ["words.jsonl:2:", "label:", "label 0 is an integer", "line 1 is a decimal number", "same way"]),
+    "a boolean label among strings": ("labels", JSONL_TASK, {"words.jsonl": WORDS_JSONL.replace(
+        '"label": "negative"}', '"label": true}', 1)}, 2, ["words.jsonl:2:", "label:", "true is a boolean",
+                                                            "line 1 is a string"]),
 }
 
 

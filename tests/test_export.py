@@ -205,3 +205,35 @@ def test_cli_export_and_predict(tiny_run, tmp_path):
     assert result.exit_code == 2 and "not a tunewise bundle" in result.output
     result = CliRunner().invoke(main, ["export", "nope", "--out", str(tmp_path / "x"), "--home", str(tiny_run.home)])
     assert result.exit_code == 2 and result.output.startswith("error: no run 'nope'")
+
+
+def test_predict_refuses_to_resume_another_files_or_another_bundles_answers(tiny_run, tmp_path):
+    bundle = Bundle.load(tiny_run.bundle("structured"), device="cpu")
+    first, other = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("word\nhappy\nsad\n")
+    other.write_text("word\nhate\nlove\ncruel\n")
+    out = tmp_path / "out.jsonl"
+    predict_file(bundle, first, out, progress=False)
+    with pytest.raises(TunewiseError, match="was answered for another input"):
+        predict_file(bundle, other, out, progress=False)
+    zero = Bundle.load(tiny_run.bundle("zero_shot"), device="cpu")
+    with pytest.raises(TunewiseError, match="written by another bundle"):
+        predict_file(zero, first, out, progress=False)
+
+
+def test_predict_refuses_a_target_outside_the_bundles_labels(tiny_run, tmp_path):
+    bundle = Bundle.load(tiny_run.bundle("structured"), device="cpu")
+    inputs = tmp_path / "in.csv"
+    inputs.write_text("word,label\nhappy,positive\nsad,neutral\n")
+    with pytest.raises(TunewiseError, match="label 'neutral' is not one of the bundle's labels"):
+        predict_file(bundle, inputs, tmp_path / "out.jsonl", progress=False)
+
+
+def test_an_edited_bundle_is_refused(tiny_run, tmp_path):
+    import shutil
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_run.bundle("structured"), edited)
+    prompt = edited / "prompt.json"
+    prompt.write_text(prompt.read_text().replace("Classify the sentiment", "Classify the colour"))
+    with pytest.raises(TunewiseError, match="changed since it was exported"):
+        Bundle.load(edited, device="cpu")

@@ -194,3 +194,12 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_cleanly(tiny_run, tmp
     assert answers[0].status_code == 200
     stderr = server.stderr.read()
     assert "serving" in stderr and "stopped" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("window", ["nan", "inf", "-1"])
+def test_a_batch_window_that_is_not_a_finite_number_is_refused(tiny_run, window):
+    from click.testing import CliRunner
+
+    from tunewise.cli import main
+    result = CliRunner().invoke(main, ["serve", str(tiny_run.bundle("structured")), "--batch-window-ms", window])
+    assert result.exit_code == 2 and "--batch-window-ms" in result.output and "Traceback" not in result.output

@@ -15,6 +15,7 @@ answers with the same code the run evaluated it with.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -204,7 +205,31 @@ def read_bundle(path: Path) -> tuple[Manifest, PromptSpec]:
     spec = _read(path / PROMPT, PromptSpec)
     if manifest.format != FORMAT or spec.format != FORMAT:
         raise TunewiseError(f"bundle format {manifest.format}; this tunewise reads format {FORMAT}", file=str(path))
+    check_files(path, manifest)
     return manifest, spec
+
+
+CHECKED_BYTES = 64 << 20  # files up to this size are checked on every load; larger weights only when exported
+
+
+def check_files(path: Path, manifest: Manifest) -> None:
+    """The bundle's files are the ones exported: an edited prompt would answer differently from the arm
+    that was measured."""
+    for name, digest in manifest.files.items():
+        file = path / name
+        if not file.is_file():
+            raise TunewiseError("missing from the bundle", file=str(file))
+        if file.stat().st_size <= CHECKED_BYTES and sha256(file) != digest:
+            raise TunewiseError("changed since it was exported (its SHA-256 is not the one manifest.json "
+                                "records); export the arm again", file=str(file))
+
+
+def sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read(path: Path, model):

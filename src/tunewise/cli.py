@@ -217,7 +217,8 @@ def predict_command(bundle: Path, input_file: Path, out: Path, batch_size: int, 
 @click.option("--model-name", help="The model id clients send (default: the bundle's name).")
 @click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1),
               help="Requests answered in one engine call; 1 answers one at a time.")
-@click.option("--batch-window-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--batch-window-ms", default=5.0, show_default=True, type=click.FloatRange(min=0, max=10_000),
+              callback=lambda ctx, param, value: _a_number(param, value),
               help="How long a request waits for others to batch with.")
 @click.option("--max-tokens", default=1024, show_default=True, type=click.IntRange(min=1),
               help="The most tokens a request may ask for.")
@@ -233,6 +234,12 @@ def serve_command(bundle: Path, device: str, **options) -> None:
     settings = ServeSettings(**options)
     loaded = Bundle.load(bundle, device=device)
     serve(loaded, settings, log_line=lambda msg: click.echo(msg, err=True))
+
+
+def _a_number(param, value: float) -> float:
+    if value != value:  # click's ranges let NaN through: every comparison with it is false
+        raise click.BadParameter("is not a number", param=param)
+    return value
 
 
 def _open_store(home: str):

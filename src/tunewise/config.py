@@ -36,7 +36,7 @@ class FieldError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an infinite price or rate is a typo
 
     @model_validator(mode="before")
     @classmethod

@@ -211,12 +211,26 @@ def _read_hf(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def load_examples(task: Task) -> list[Example]:
     """Read and check every row; nothing is dropped silently."""
     path = task.data_path()
-    examples = []
+    examples, kinds = [], {}
     for line, row in read_rows(path, task.data.format):
         examples.append(_example(task, path, line, row))
+        if task.type == "classification":
+            _same_label_kind(kinds, row.get(task.data.target), task.data.target, {"file": str(path), "line": line})
     if not examples:
         raise DataError("the dataset has no rows; add rows (a header alone is not data)", file=str(path))
     return examples
+
+
+def _same_label_kind(kinds: dict[str, int], value: Any, field: str, where: dict) -> None:
+    """Labels written as one kind of value: a stray 1.0 among 1s, or true among strings, would become a
+    class of its own ("1.0", "True") and a word in the prompt."""
+    kind = {bool: "a boolean", int: "an integer", float: "a decimal number", str: "a string"}.get(
+        type(value), type(value).__name__)
+    if kinds and kind not in kinds:
+        first_kind, first_line = next(iter(kinds.items()))
+        raise DataError(f"label {json.dumps(value)} is {kind}, but the label on line {first_line} is {first_kind}; "
+                        "write every label the same way", field=field, **where)
+    kinds.setdefault(kind, where["line"])
 
 
 def _example(task: Task, path: Path, line: int, row: dict[str, Any]) -> Example:

@@ -217,14 +217,9 @@ def _versions_now(base: dict[str, str]) -> dict[str, str]:
 
 
 def _hashes(folder: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        out[path.relative_to(folder).as_posix()] = digest.hexdigest()
-    return out
+    from .bundle import sha256
+    return {path.relative_to(folder).as_posix(): sha256(path)
+            for path in sorted(p for p in folder.rglob("*") if p.is_file())}
 
 
 __all__ = ["Bundle", "export"]

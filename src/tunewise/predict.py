@@ -37,6 +37,7 @@ def predict_file(bundle: Bundle, input_path: str | Path, out: str | Path, *, bat
     out = Path(out)
     examples = read_inputs(bundle, Path(input_path), id_field)
     done = written_ids(out)
+    _same_rows(done, examples, _source(bundle), out)
     todo = [e for e in examples if e.id not in done]
     if done:
         log(f"resuming: {len(examples) - len(todo)} of {len(examples)} rows already in {out}")
@@ -46,15 +47,36 @@ def predict_file(bundle: Bundle, input_path: str | Path, out: str | Path, *, bat
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             answers = bundle.answer(batch, progress=advance)
-            handle.write("".join(json.dumps(_record(p), ensure_ascii=False) + "\n" for p in answers))
+            handle.write("".join(json.dumps(_record(p, _source(bundle)), ensure_ascii=False) + "\n"
+                                 for p in answers))
             handle.flush()
             os.fsync(handle.fileno())  # a finished batch survives a kill, even of the machine
     return PredictResult(out, len(todo), len(examples) - len(todo), score(bundle, out, examples),
                          [e.id for e in examples])
 
 
-def _record(p) -> dict[str, Any]:
+def _source(bundle: Bundle) -> str:
+    """Which arm answered: a resumed file must go on with the same one."""
+    return f"{bundle.manifest.run_id}/{bundle.manifest.arm}"
+
+
+def _same_rows(done: dict[str, dict], examples: list[Example], source: str, out: Path) -> None:
+    """Rows already in `out` must be these rows' answers, by this bundle: ids alone could match another file's."""
+    for e in examples:
+        record = done.get(e.id)
+        if record is None:
+            continue
+        if record.get("input", e.input) != e.input:
+            raise DataError(f"row id {e.id!r} was answered for another input ({record['input'][:40]!r}); "
+                            "choose another --out", file=str(out), line=record["_line"])
+        if record.get("bundle", source) != source:
+            raise DataError(f"written by another bundle ({record['bundle']}, not {source}); choose another --out",
+                            file=str(out), line=record["_line"])
+
+
+def _record(p, source: str) -> dict[str, Any]:
     record = prediction_record(p)
+    record.update(input=p.example.input, bundle=source)
     if p.example.target is not None:
         record["target"] = p.example.target
     record.update(latency_s=p.latency_s, input_tokens=p.input_tokens, output_tokens=p.output_tokens)
@@ -75,6 +97,10 @@ def read_inputs(bundle: Bundle, path: Path, id_field: str) -> list[Example]:
         else:
             text = _text_field(row, "input", where)
         target = _target(task, row, where) if task.data.target in row else None
+        labels = bundle.prompter.labels
+        if target is not None and task.type == "classification" and labels and target not in labels:
+            raise DataError(f"label {target!r} is not one of the bundle's labels {labels}",
+                            field=task.data.target, **where)
         example_id = str(row[id_field]) if row.get(id_field) is not None else str(line)
         if example_id in seen:
             raise DataError(f"id {example_id!r} repeats an earlier row's (answers are matched to rows by id)",
@@ -86,19 +112,20 @@ def read_inputs(bundle: Bundle, path: Path, id_field: str) -> list[Example]:
     return examples
 
 
-def written_ids(out: Path) -> set[str]:
-    """Ids already answered in `out`; a last line cut short by a kill is removed."""
+def written_ids(out: Path) -> dict[str, dict]:
+    """The records already in `out` by id (with their `_line`); a last line cut short by a kill is removed."""
     if not out.exists():
-        return set()
+        return {}
     data = out.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):  # the tail of a write the kill interrupted
         with out.open("r+b") as handle:
             handle.truncate(end)
-    ids = set()
+    ids = {}
     for number, raw in enumerate(data[:end].splitlines(), start=1):
         try:
-            ids.add(str(json.loads(raw)["id"]))
+            record = json.loads(raw)
+            ids[str(record["id"])] = dict(record, _line=number)
         except (ValueError, KeyError, TypeError):
             raise DataError("not a line this command wrote; choose another --out", file=str(out),
                             line=number) from None

@@ -50,7 +50,8 @@ class ServeSettings(Strict):
     max_messages: int = Field(64, gt=0, description="messages in a chat request, prompts in a completion request")
     max_tokens: int = Field(1024, gt=0, description="the most tokens a request may ask to generate")
     max_batch: int = Field(64, gt=0, description="requests answered in one engine call; 1: one at a time")
-    batch_window_ms: float = Field(5.0, ge=0, description="how long the first request waits for others")
+    batch_window_ms: float = Field(5.0, ge=0, le=10_000, allow_inf_nan=False,
+                                   description="how long the first request waits for others")
     max_queue: int = Field(4096, gt=0, description="requests waiting beyond this are refused (503)")
     graceful_timeout_s: float = Field(30.0, gt=0, description="on shutdown, how long requests in flight get")
 
