@@ -491,11 +491,7 @@ def test_unreadable_data_file(tmp_path, home, monkeypatch):
     (tmp_path / "task.yaml").write_text(TASK_YAML)
     data = tmp_path / "words.csv"
     data.write_text(CSV)
-    if os.geteuid() != 0:
-        data.chmod(0)
-    else:
-        real = Path.read_bytes
-        monkeypatch.setattr(Path, "read_bytes", lambda self: _denied(self) if self.name == "words.csv" else real(self))
+    _deny_reading(data, monkeypatch)
     before = snapshot(home)
     result = invoke("run", tmp_path / "task.yaml", "--no-progress", "--home", home)
     assert result.code == 2
@@ -506,14 +502,19 @@ def test_unreadable_data_file(tmp_path, home, monkeypatch):
 def test_unreadable_task_file(tmp_path, home, monkeypatch):
     task = tmp_path / "task.yaml"
     task.write_text(TASK_YAML)
-    if os.geteuid() != 0:
-        task.chmod(0)
-    else:
-        real = Path.read_bytes
-        monkeypatch.setattr(Path, "read_bytes", lambda self: _denied(self) if self.name == "task.yaml" else real(self))
+    _deny_reading(task, monkeypatch)
     result = invoke("run", task, "--no-progress", "--home", home)
     assert result.code == 2
     _in_order(result.error_line(), ["task.yaml:", "cannot read the task file", "Permission denied"])
+
+
+def _deny_reading(path: Path, monkeypatch) -> None:
+    """Permission denied on `path` (as root, which reads anything, the denial is simulated)."""
+    if os.geteuid() != 0:
+        path.chmod(0)
+        return
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: _denied(self) if self.name == path.name else real(self))
 
 
 def _denied(path):

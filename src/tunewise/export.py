@@ -7,7 +7,6 @@ or nothing is written.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import time
