@@ -45,7 +45,40 @@ def test_lora_and_hybrid_arms_train_record_and_save(tuning_task, tmp_path):
     # the tuned arm is asked with the bare input; the hybrid with the structured prompt
     assert arms["lora"]["prompt"][0] == {"role": "user", "content": "{input}"}
     assert arms["hybrid"]["prompt"][0]["role"] == "system"
-    assert arms["hybrid"]["training"]["uses"] == "lora"
+    # matched (the default): the hybrid trains its own adapter with the structured prompt, the lora settings
+    hybrid = arms["hybrid"]["training"]
+    assert hybrid["matched"] and hybrid["settings_of"] == "lora" and "uses" not in hybrid
+    assert hybrid["path"] != training["path"] and hybrid["steps"] == training["steps"]
+    assert (tmp_path / "home" / "tuned" / hybrid["path"].split("/")[-1] / "adapter" / "adapter_config.json").exists()
+
+
+def test_a_matched_hybrid_trains_on_the_prompt_it_is_asked_with(tuning_task, tmp_path, monkeypatch):
+    """The adapter's training text is the hybrid's prompt (system turn and all), not the bare input."""
+    from tunewise import train as train_module
+    seen = []
+    original = train_module.build_example
+
+    def spy(tokenizer, prompt, *args, **kw):
+        seen.append(prompt)
+        return original(tokenizer, prompt, *args, **kw)
+    monkeypatch.setattr(train_module, "build_example", spy)
+    task = tuning_task()
+    tunewise.run(task, home=tmp_path, progress=False)
+    bare = [p for p in seen if task.instruction not in p]
+    prompted = [p for p in seen if task.instruction in p]
+    assert len(bare) == len(prompted) == 12  # lora: the bare word; the hybrid: the structured prompt
+
+
+def test_a_plain_hybrid_reuses_the_tuned_arms_adapter(tuning_task, tmp_path):
+    arms = [{"type": "structured", "decoding": "constrained"},
+            {"type": "lora", "decoding": "constrained", "r": 4, "train": {"epochs": 1, "batch_size": 4}},
+            {"type": "hybrid", "tuned": "lora", "prompt": "structured", "decoding": "constrained",
+             "training": "plain"}]
+    result = tunewise.run(tuning_task(arms=arms), home=tmp_path, progress=False)
+    from tunewise.store import Store
+    stored = {a["name"]: a for a in Store(result.store_path).arms(result.run_id)}
+    assert stored["hybrid"]["training"]["uses"] == "lora" and not stored["hybrid"]["training"]["matched"]
+    assert stored["hybrid"]["training"]["path"] == stored["lora"]["training"]["path"]
 
 
 def test_saved_adapter_reloads_to_the_same_predictions(tuning_task, tmp_path, tiny_model_dir):

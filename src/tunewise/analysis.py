@@ -8,14 +8,16 @@ confusion matrices and the items where the arms disagree.
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from .arms import arm_class, family, method
 from .costs import arm_costs, training_record
 from .decision import decide
 from .framework import framework_table
 from .metrics import bootstrap_interval, get_metric, normalize_answer
-from .reports.model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, DataNeeds, Disagreement,
-                            Evidence, MetricValue, RunReport, SearchSummary, ShotPoint, TuningPoint)
+from .reports.model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, Contribution, DataNeeds,
+                            Disagreement, Evidence, MetricValue, Part, RunReport, SearchSummary, ShotPoint,
+                            TuningPoint)
 from .stats import compare_all
 from .store import Store
 
@@ -36,6 +38,7 @@ def build_report(store: Store, run_id: str) -> RunReport:
                        if (a.training or {}).get("kind") == "search"]
     report.comparisons = comparisons(report, rows)
     report.clean = clean_evidence(report, rows)
+    report.contributions = contributions(report)
     report.costs = arm_costs(report.arms, report.prices)
     report.decision = decide(report)
     report.framework = framework_table(report)
@@ -47,8 +50,69 @@ def build_report(store: Store, run_id: str) -> RunReport:
     report.disagreements = disagreements(rows)
     report.loss_curves = {a["name"]: [(s["step"], s["loss"]) for s in a["training"]["losses"]]
                           for a in stored if (a.get("training") or {}).get("losses") and not a.get("curve")}
-    report.warnings = run_warnings(run, report.arms)
+    report.warnings = run_warnings(run, report.arms) + answer_warnings(store, report)
     return report
+
+
+# -- answers that do not read the input -----------------------------------------------------
+def answer_warnings(store: Store, report: RunReport) -> list[str]:
+    """Classification arms (learning-curve points included) that answer one label whatever the input, or
+    copy the label of the prompt's last worked example: their score measures a bias, not the prompt."""
+    if report.config["type"] != "classification":
+        return []
+    found = {}
+    for arm in report.arms:
+        if arm.summary is None:
+            continue
+        rows = store.predictions(report.run_id, arm.name)
+        text = one_label(rows) or copies_last_example(rows)
+        if text:
+            found.setdefault(text, []).append(arm.name)
+    return [f"{_arm_list(names)} {text}" for text, names in found.items()]
+
+
+def _arm_list(names: list[str]) -> str:
+    return f"arm {names[0]!r}" if len(names) == 1 else "arms " + ", ".join(repr(n) for n in names) + " each"
+
+
+def one_label(rows: list[dict], share: float = 0.95) -> str | None:
+    """Said when ≥ `share` of the answers are one label while the targets are not."""
+    if len(rows) < 20:
+        return None
+    answers = Counter(json.dumps(r["parsed"]) for r in rows)
+    answer, count = answers.most_common(1)[0]
+    targets = Counter(json.dumps(r["target"]) for r in rows)
+    if count < share * len(rows) or targets[answer] >= share * len(rows):
+        return None
+    label = json.loads(answer)
+    text = (f"answered {label!r} to {count / len(rows):.0%} of the test items, while {targets[answer]} of "
+            f"{len(rows)} are {label!r}: its score is mostly that label's share, not a reading of the input")
+    last = [_last_example(r["messages"]) for r in rows]
+    if all(last) and len(set(last)) == 1:  # the same examples in every prompt
+        text += (f"; every prompt's last example is labelled {last[0]!r}, so this is " +
+                 ("the last example's label copied" if last[0].lower() == str(label).lower() else
+                  "not the last example copied but a bias of the model towards one label once examples are shown"))
+    return text
+
+
+def copies_last_example(rows: list[dict], share: float = 0.9) -> str | None:
+    """Said when, on the items whose last worked example has another label than theirs, the answers repeat
+    that example's label for ≥ `share` of them (items where the two agree cannot tell copying from reading)."""
+    telling = [(str(r["parsed"]).lower(), _last_example(r["messages"]).lower()) for r in rows
+               if _last_example(r["messages"]) and _last_example(r["messages"]).lower() != str(r["target"]).lower()]
+    if len(telling) < 10:
+        return None
+    copied = sum(answer == last for answer, last in telling) / len(telling)
+    if copied < share:
+        return None
+    return (f"answered the label of the prompt's last worked example on {copied:.0%} of the {len(telling)} items "
+            f"whose own label differs from it: it copies the last example rather than reading the input")
+
+
+def _last_example(messages: list[dict]) -> str:
+    """The answer of the last worked example in a prompt ('' without examples)."""
+    answers = [m["content"] for m in messages[:-1] if m["role"] == "assistant"]
+    return answers[-1].strip() if answers else ""
 
 
 def run_warnings(run: dict, arms: list[ArmResult]) -> list[str]:
@@ -129,6 +193,59 @@ def clean_evidence(report: RunReport, rows: dict[str, list[dict]]) -> Evidence |
         values[name] = MetricValue(value=metric.aggregate(answers, targets) if targets else None, low=low, high=high)
     return Evidence(basis=f"the {len(targets)} clean test items (inputs not seen in train/dev)", n=len(targets),
                     values=values, comparisons=comparisons(report, rows, keep) if targets else [])
+
+
+# -- what each part of a hybrid added ------------------------------------------------------
+def contributions(report: RunReport) -> list[Contribution]:
+    """Each hybrid against its prompt alone (the prompt arm, base model) and its weights alone (the tuned arm),
+    from the paired tests on the decision metric."""
+    arms = {a.name: a for a in report.main_arms()}
+    out = []
+    for arm in report.main_arms():
+        if arm.family != "hybrid":
+            continue
+        parts = [_part(report, arm, role, arms.get(arm.config.get(key)))
+                 for role, key in (("prompt alone", "prompt"), ("weights alone", "tuned"))]
+        parts = [p for p in parts if p is not None]
+        training = "plain" if (arm.training or {}).get("uses") else "matched"
+        found = Contribution(hybrid=arm.name, value=arm.value(report.metric), training=training, parts=parts,
+                             steps=(arm.training or {}).get("alternation") or [])
+        found.statement = _contribution_statement(found, report.metric)
+        out.append(found)
+    return out
+
+
+def _part(report: RunReport, hybrid: ArmResult, role: str, arm: ArmResult | None) -> Part | None:
+    if arm is None:
+        return None
+    part = Part(role=role, arm=arm.name, value=arm.value(report.metric))
+    for c in report.comparisons:
+        if {c.a, c.b} == {hybrid.name, arm.name}:
+            sign = 1 if c.b == hybrid.name else -1  # a comparison's diff is b − a
+            low, high = sorted((sign * c.low, sign * c.high))
+            part.gain, part.low, part.high = sign * c.diff, low, high
+            part.p_holm, part.significant = c.p_holm, c.significant
+    return part
+
+
+def _contribution_statement(c: Contribution, metric: str) -> str:
+    """Whether the hybrid is at least as good as its better part, in words."""
+    measured = [p for p in c.parts if p.value is not None and p.gain is not None]
+    if c.value is None or not measured:
+        return ""
+    best = max(measured, key=lambda p: p.value)
+    if best.gain >= 0 and best.significant:
+        verdict = f"better than either part alone: {best.gain:+.3f} over its better part, {best.role} ({best.arm})"
+    elif not best.significant:
+        verdict = (f"statistically tied with its better part, {best.role} ({best.arm}): {best.gain:+.3f} "
+                   f"[{best.low:+.3f}, {best.high:+.3f}]")
+    else:
+        verdict = (f"worse than its better part, {best.role} ({best.arm}): {best.gain:+.3f} "
+                   f"[{best.low:+.3f}, {best.high:+.3f}], Holm p {best.p_holm:.3g}")
+    text = f"{c.hybrid} ({metric} {c.value:.3f}) is {verdict}."
+    if c.training == "plain":
+        text += " Its adapter was trained on the bare input and is asked with a prompt (a train/serve mismatch)."
+    return text
 
 
 # -- prompt search ---------------------------------------------------------------------
@@ -242,12 +359,21 @@ def _tuning_points(report: RunReport, points: list[ArmResult], final: ArmResult 
 
 
 def _shot_points(points: list[ArmResult], final: ArmResult | None, metric: str) -> list[ShotPoint]:
+    """One point per k: the mean over the example sets drawn, with the lowest and highest."""
     name = final.name if final else None
-    out = [ShotPoint(arm=a.name, k=a.curve.k, value=a.value(metric))
-           for a in points if a.curve.of == name and a.curve.k is not None]
+    arms = [a for a in points if a.curve.of == name and a.curve.k is not None]
     if final is not None and final.summary is not None:
-        out.append(ShotPoint(arm=final.name, k=final.config.get("k"), value=final.value(metric)))
-    return sorted(out, key=lambda p: p.k or 0)
+        arms.append(final)
+    by_k: dict[int, list[ArmResult]] = {}
+    for a in arms:
+        by_k.setdefault(a.curve.k if a.curve else a.config.get("k"), []).append(a)
+    out = []
+    for k, group in sorted(by_k.items()):
+        values = [a.value(metric) for a in group if a.value(metric) is not None]
+        main = min(group, key=lambda a: (a.curve.draw or 0) if a.curve else 0)
+        out.append(ShotPoint(arm=main.name, k=k, value=sum(values) / len(values) if values else None,
+                             low=min(values, default=None), high=max(values, default=None), draws=len(group)))
+    return out
 
 
 def _first_reaching(points: list[TuningPoint], level: float | None) -> int | None:

@@ -143,6 +143,10 @@ class ArmSettings(Strict):
         """Other arms this one names: (field, arm name, the families that arm must belong to)."""
         return []
 
+    def check_types(self, types: dict[str, str]) -> tuple[str, str] | None:
+        """A problem with the types of the arms this one names ({name: type}), as (message, field); None: fine."""
+        return None
+
 
 class Levers(Strict):
     """The three levers of a structured prompt, each switchable."""
@@ -180,6 +184,8 @@ class LearningCurve(Strict):
         default_factory=lambda: [16, 64, 256, "all"], description="train examples; none may exceed the train split")
     few_shot_arm: str | None = Field(None, description="the few-shot arm; default the first one")
     ks: list[Annotated[int, Field(gt=0, le=64)]] = Field(default_factory=lambda: [1, 2, 4, 8])
+    draws: int = Field(3, ge=1, le=20, description="seeded example sets tried at each k (random selection): "
+                                                   "one set's score depends on which examples it drew")
     min_passes: int = Field(256, ge=0, description="small train sizes repeat epochs up to this many examples")
 
     @field_validator("sizes", "ks")
@@ -406,6 +412,9 @@ class Task(Strict):
                     raise FieldError(f"arm {arm_name(arm)!r}: {field} {name!r} is not the name of "
                                      f"a {' or '.join(families)} arm of the task ({', '.join(allowed)}); add "
                                      f"that arm or name one the task has", "arms", i, field)
+            problem = arm.check_types(kinds)
+            if problem:
+                raise FieldError(f"arm {arm_name(arm)!r}: {problem[0]}", "arms", i, problem[1])
         curve = self.learning_curve
         if curve:
             if curve.arm and family(kinds.get(curve.arm, "")) != "fine-tune":

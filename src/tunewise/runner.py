@@ -171,7 +171,7 @@ def _run_arms(task, store, run_id, home, progress, backend_factory, log, labels,
             return cache(base_backend(model))
 
         ctx = ArmContext(home=home, base_backend=base_backend, progress=bars.callback, prepared=prepared,
-                         backend=cached_backend, log=log)
+                         backend=cached_backend, log=log, cache=cache)
         for position, (config, curve) in enumerate(plan):
             name = arm_name(config)
             if store.arm_status(run_id, name) == "done":
@@ -240,9 +240,14 @@ def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
     few = _find(task, curve.few_shot_arm, "prompt", "few_shot")
     if few is not None:
         name = arm_name(few)
-        for k in curve.ks:
-            if k != few.k:
-                plan.append((few.model_copy(update={"name": f"{name}@k{k}", "k": k}), {"of": name, "k": k}))
+        draws = curve.draws if few.selection == "random" else 1  # the most similar examples are one set
+        for k in sorted(set(curve.ks) | {few.k}):
+            for draw in range(draws):
+                if (k, draw) == (few.k, few.draw):
+                    continue  # the arm itself
+                point = f"{name}@k{k}" + (f"#{draw}" if draw else "")
+                plan.append((few.model_copy(update={"name": point, "k": k, "draw": draw}),
+                             {"of": name, "k": k, "draw": draw}))
     return plan
 
 

@@ -38,6 +38,7 @@ class ArmContext:
     prepared: Callable[[str], "Arm"]                   # another arm of the run, prepared (hybrids use it)
     backend: Callable[[str], Backend] | None = None    # a model's backend with answers cached in the store
     log: Callable[[str], None] = lambda message: None  # a line for the user (e.g. a search's estimate)
+    cache: Callable[[Backend], Backend] = lambda backend: backend  # any backend, answers cached in the store
 
 
 class Arm:

@@ -34,6 +34,7 @@ class FewShotConfig(ArmSettings):
     selection: Literal["random", "similar"] = "random"
     structured: bool = Field(False, description="add context, format and constraints too")
     levers: Levers = Field(default_factory=Levers)
+    draw: int = Field(0, ge=0, description="which seeded set of random examples (0: the split seed's)")
 
 
 class PromptArm(Arm):
@@ -56,7 +57,8 @@ class PromptArm(Arm):
         # bare: the input alone, no instruction (what a fine-tuned model is asked by default)
         self.system = None if bare else system_text(task, list(self.words.values()), self.levers)
         self.sampling: tuple[float, int] | None = None  # (temperature, sample index) for consistency runs
-        self.shot_seed = task.splits.seed if shot_seed is None else shot_seed
+        draw = getattr(config, "draw", 0)
+        self.shot_seed = (task.splits.seed + 1_000_003 * draw) if shot_seed is None else shot_seed
         self.pool: list[Example] = []
         self.shots: list[Example] | None = None  # fixed examples (random selection)
 

@@ -71,22 +71,30 @@ class Searched(Arm):
         self.settings = config.search
         self.seed = self.settings.seed if self.settings.seed is not None else task.splits.seed
         self.winner: PromptArm | None = None
+        self.best_params: dict[str, Any] | None = None
+        self.searched_on: str | None = None  # the model key searched on, when not the arm's own model
         self.training: dict | None = None
 
     # -- the search -----------------------------------------------------------------
-    def prepare(self, splits: Splits, ctx: ArmContext) -> None:
+    def prepare(self, splits: Splits, ctx: ArmContext, backend: Backend | None = None,
+                also_try: list[dict[str, Any]] = ()) -> None:
+        """Search on the arm's model, or on `backend` (a tuned model: a hybrid searching again), trying
+        the user's prompt first and then `also_try` (another search's best parameters)."""
         if not splits.dev:
             raise ValueError(f"arm {self.name!r}: a prompt search needs a dev split (splits.dev > 0)")
-        backend = ctx.backend(self.model)
+        if backend is not None:
+            self.searched_on = backend.model_key
+        backend = backend or ctx.backend(self.model)
         dev = self._dev_items(splits)
         space = SearchSpace(self, self._instructions(splits, dev, ctx))
-        study = self._study(ctx, dev, space)
+        study = self._study(ctx, dev, space, also_try)
         done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
         left = self.settings.trials - len(done)
         if left > 0:
             ctx.log(self._estimate(splits, dev, backend, left, space, resumed=len(done)))
             self._optimize(study, splits, dev, backend, space, left, ctx)
         best = study.best_trial
+        self.best_params = best.params
         self.winner = space.arm(best.params)
         self.winner.prepare(splits)
         self.training = self._record(study, space, dev)
@@ -107,7 +115,7 @@ class Searched(Arm):
             found += propose_instructions(self, splits, dev, ctx)
         return list(dict.fromkeys(found))
 
-    def _study(self, ctx: ArmContext, dev: list[Example], space: "SearchSpace"):
+    def _study(self, ctx: ArmContext, dev: list[Example], space: "SearchSpace", also_try=()):
         try:
             import optuna
         except ImportError:
@@ -123,13 +131,16 @@ class Searched(Arm):
                                     sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=8),
                                     pruner=optuna.pruners.MedianPruner(n_startup_trials=4), load_if_exists=True)
         if not study.trials:
-            study.enqueue_trial(space.baseline())  # the user's own prompt is always tried first
+            for params in [space.baseline(), *also_try]:  # the user's own prompt is always tried first
+                study.enqueue_trial(params, skip_if_exists=True)
         return study
 
     def _key(self, dev: list[Example], space: "SearchSpace") -> str:
         body = {"model": self.model, "search": self.settings.model_dump(mode="json"), "dev": [e.id for e in dev],
                 "instructions": space.instructions, "task": self.task.instruction, "labels": self.labels,
                 "metric": self.task.decision_metric()[0]}
+        if self.searched_on:  # a search on a tuned model is another search
+            body["on"] = self.searched_on
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
     def _optimize(self, study, splits, dev, backend, space, left, ctx) -> None:

@@ -41,13 +41,27 @@ class FineTuneConfig(ArmSettings):
 
 
 class HybridConfig(ArmSettings):
-    """A fine-tuned arm's model asked with a prompt arm's prompt."""
+    """A fine-tuned model asked with a prompt arm's prompt, trained with that same prompt (matched)."""
     type: Literal["hybrid"]
-    tuned: str = Field(description="name of a lora or full arm")
-    prompt: str = Field(description="name of a prompt arm (zero_shot, structured, few_shot)")
+    tuned: str = Field(description="name of a lora or full arm: its training settings (matched), or its "
+                                   "adapter (plain)")
+    prompt: str = Field(description="name of a prompt arm (zero_shot, structured, few_shot, searched, retrieval)")
+    training: Literal["matched", "plain"] = Field(
+        "matched", description="matched: train an adapter with this prompt, as it is served; plain: reuse the "
+                               "tuned arm's adapter, trained on the bare input (an ablation: train/serve mismatch)")
+    alternate: bool = Field(False, description="search the prompt on the base model, fine-tune with the best, "
+                                               "search again on the tuned model (needs a searched prompt arm)")
 
     def references(self):
         return [("tuned", self.tuned, ("fine-tune",)), ("prompt", self.prompt, PROMPTING)]
+
+    def check_types(self, types: dict[str, str]):
+        if self.alternate and types.get(self.prompt) != "searched":
+            return f"alternate searches the prompt again on the tuned model: prompt must name a searched arm, " \
+                   f"not {self.prompt!r} ({types.get(self.prompt)})", "alternate"
+        if self.alternate and self.training == "plain":
+            return "alternate trains with the searched prompt: it needs training: matched", "training"
+        return None
 
 
 class _Prompted(Arm):
@@ -70,6 +84,12 @@ class _Prompted(Arm):
 
     def variant(self, *, instruction=None, sampling=None):
         return self.prompter.variant(instruction=instruction, sampling=sampling)
+
+    def restore(self, record: dict | None) -> PromptArm:
+        """The prompt this arm was measured with, rebuilt from its training record (export ships it)."""
+        if isinstance(self.prompter, PromptArm):
+            return self.prompter
+        return self.prompter.restore((record or {}).get("search") or {})
 
     @classmethod
     def data_required(cls, config: dict[str, Any], training: dict | None) -> str:
@@ -119,6 +139,8 @@ class TunedArm(_Prompted):
             model = load_adapter(self.model, self.out_dir / "adapter", base.device)
         self.training = json.loads(done.read_text())
         self.training["path"] = str(self.out_dir)
+        if getattr(self.prompter, "training", None):  # a searched prompt: its search, for the report and export
+            self.training["search"] = self.prompter.training
         self.backend = LocalBackend.sharing(base, model, f"{base.model_key}+{self.config.type}:{key}")
 
     def train_examples(self, splits: Splits) -> list[Example]:
@@ -219,25 +241,75 @@ class TunedArm(_Prompted):
 
 @register
 class Hybrid(_Prompted):
-    """The fine-tuned model of one arm, asked with the prompt of a prompt arm."""
+    """A fine-tuned model asked with a prompt arm's prompt.
+
+    matched (the default) trains its own adapter, with the tuned arm's settings, on that prompt: the model
+    is trained as it is asked. plain asks the tuned arm's model, trained on the bare input: an ablation
+    that shows what a train/serve mismatch costs. alternate (BetterTogether, Soylu et al. 2024) searches
+    the prompt on the base model, trains with the best, and searches again on the tuned model.
+    """
 
     Config = HybridConfig
     family = "hybrid"
     methods = {"hybrid": "hybrid: tuned + prompt"}
 
     def __init__(self, config: HybridConfig, task: Task, labels: list[str], configs: dict | None = None):
-        self.config, self.task = config, task
+        self.config, self.task, self.labels = config, task, labels
         self.name = arm_name(config)
-        prompt = (configs or {})[config.prompt].model_copy(update={"decoding": config.decoding, "name": self.name})
-        self.prompter = arm_class(prompt.type)(prompt, task, labels, configs)
-        self.tuned: TunedArm | None = None
+        configs = configs or {}
+        tuned = configs[config.tuned]
+        self.model = tuned.model or task.model
+        self.inner: TunedArm | None = None
+        if config.training == "matched":  # an adapter of its own, trained with the hybrid's prompt
+            settings = tuned.model_copy(update={"name": self.name, "prompt": config.prompt,
+                                                "decoding": config.decoding})
+            self.inner = TunedArm(settings, task, labels, configs)
+            self.prompter = self.inner.prompter
+        else:
+            prompt = configs[config.prompt].model_copy(update={"decoding": config.decoding, "name": self.name})
+            self.prompter = arm_class(prompt.type)(prompt, task, labels, configs)
         self.backend: Backend | None = None
-        self.model = task.model
         self.training = None
 
     def prepare(self, splits: Splits, ctx: ArmContext) -> None:
-        self.prompter.prepare(splits, ctx)
-        self.tuned = ctx.prepared(self.config.tuned)
-        self.model = self.tuned.model
-        self.backend = self.tuned.backend
-        self.training = {"uses": self.config.tuned, "path": self.tuned.training.get("path")}
+        if self.inner is None:
+            self.prompter.prepare(splits, ctx)
+            tuned = ctx.prepared(self.config.tuned)
+            self.model, self.backend = tuned.model, tuned.backend
+            self.training = {"uses": self.config.tuned, "path": tuned.training.get("path"), "matched": False}
+            return
+        self.inner.prepare(splits, ctx)  # a searched prompt searches on the base model first
+        self.backend = self.inner.backend
+        self.training = dict(self.inner.training, matched=True, settings_of=self.config.tuned)
+        if self.config.alternate:
+            self._search_again(splits, ctx)
+
+    def _search_again(self, splits: Splits, ctx: ArmContext) -> None:
+        """Search the prompt again on the tuned model, starting from the first search's best; record the dev
+        score of each step on the search's dev items, so the report shows what each part added."""
+        first = self.inner.prompter
+        again = arm_class("searched")(first.config.model_copy(update={"name": f"{self.name}.again"}),
+                                      self.task, self.labels)
+        tuned = ctx.cache(self.backend)
+        base = ctx.backend(self.model)
+        again.prepare(splits, ctx, backend=tuned, also_try=[first.best_params])
+        dev = again._dev_items(splits)
+        from .searched import SearchSpace
+        space = SearchSpace(first, [self.task.instruction.strip()])
+        baseline = space.arm(space.baseline())  # the task's own prompt: what the search started from
+        steps = [("the task's prompt", "base", baseline, base), ("prompt searched on the base model", "base",
+                                                                  first, base),
+                 ("that prompt", "tuned with it", first, tuned),
+                 ("prompt searched again on the tuned model", "tuned with the first prompt", again, tuned)]
+        self.training["alternation"] = [
+            {"step": step, "model": model, "dev": _dev_score(arm, backend, dev, self.task), "dev_items": len(dev)}
+            for step, model, arm, backend in steps]
+        self.training["search"] = again.training
+        self.training["first_search"] = first.training
+        self.prompter = again
+
+
+def _dev_score(arm, backend: Backend, dev: list[Example], task: Task) -> float:
+    metric = get_metric(task.decision_metric()[0])
+    preds = arm.predict(dev, backend)
+    return metric.aggregate([p.parsed for p in preds], [e.target for e in dev])

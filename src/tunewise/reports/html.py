@@ -114,7 +114,11 @@ def plots(report: RunReport) -> list[tuple[str, str]]:
                                                               y_label=metric, log_x=True, y_range=SCORE_RANGE)))
     shots = [(p.k, p.value) for p in (needs.few_shot if needs else []) if p.value is not None]
     if shots:
-        out.append(("Learning curve: few-shot", line_chart({"few-shot": shots}, x_label="examples in the prompt (k)",
+        series = {"few-shot (mean of the example sets)": shots}
+        if any(p.draws > 1 for p in needs.few_shot):
+            series["lowest set"] = [(p.k, p.low) for p in needs.few_shot if p.low is not None]
+            series["highest set"] = [(p.k, p.high) for p in needs.few_shot if p.high is not None]
+        out.append(("Learning curve: few-shot", line_chart(series, x_label="examples in the prompt (k)",
                                                            y_label=metric, y_range=SCORE_RANGE,
                                                            x_ticks=[k for k, _ in shots])))
     for search in report.searches:

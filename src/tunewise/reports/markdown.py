@@ -22,6 +22,7 @@ def to_markdown(report: RunReport) -> str:
     lines += ["", "Latency is compute time per item within a batch; ex/s is its inverse over the test split.", ""]
     lines += _clean(report)
     lines += _searches(report)
+    lines += _contributions(report)
     lines += _needs(report)
     lines += _decision(report)
     lines += _tests(report)
@@ -58,6 +59,30 @@ def _searches(report: RunReport) -> list[str]:
     return lines
 
 
+def _contributions(report: RunReport) -> list[str]:
+    lines = []
+    for c in report.contributions:
+        rows = [["both (the hybrid)", c.hybrid, num(c.value), "", ""]]
+        rows += [[p.role, p.arm, num(p.value), _gain(p), num(p.p_holm)] for p in c.parts]
+        lines += [f"## What each part of {c.hybrid} added ({c.training})", ""]
+        lines += _table(["part", "arm", report.metric, "hybrid − part (95% CI)", "Holm p"], rows) + [""]
+        if c.steps:
+            lines += _table(["step", "model", f"dev {report.metric}"],
+                            [[s["step"], s["model"], num(s["dev"])] for s in c.steps]) + [""]
+        lines += [c.statement, ""]
+    return lines
+
+
+def _spread(point) -> str:
+    return f"{num(point.low)} – {num(point.high)} ({point.draws} sets)" if point.draws > 1 else "one set"
+
+
+def _gain(part) -> str:
+    if part.gain is None:
+        return "–"
+    return f"{part.gain:+.3f} ({part.low:+.3f} to {part.high:+.3f})"
+
+
 def _clean(report: RunReport) -> list[str]:
     if report.clean is None:
         return []
@@ -74,7 +99,8 @@ def _needs(report: RunReport) -> list[str]:
         lines += _table(["train examples", needs.metric, "train s"],
                         [[str(p.examples), num(p.value), num(p.train_s, 0)] for p in needs.fine_tuning]) + [""]
     if needs.few_shot:
-        lines += _table(["few-shot k", needs.metric], [[str(p.k), num(p.value)] for p in needs.few_shot]) + [""]
+        lines += _table(["few-shot k", f"{needs.metric} (mean of the example sets)", "lowest – highest set"],
+                        [[str(p.k), num(p.value), _spread(p)] for p in needs.few_shot]) + [""]
     return lines + needs.statements + [""]
 
 

@@ -57,6 +57,7 @@ class CurvePoint(_Model):
     of: str                 # the arm this learning-curve point belongs to
     size: int | None = None  # train examples (fine-tuning)
     k: int | None = None     # examples in the prompt (few-shot)
+    draw: int | None = None  # which seeded set of examples (few-shot)
 
 
 class ArmResult(_Model):
@@ -180,7 +181,10 @@ class TuningPoint(_Model):
 class ShotPoint(_Model):
     arm: str
     k: int | None
-    value: float | None
+    value: float | None      # the mean over the example sets drawn at this k
+    low: float | None = None   # the lowest and highest set
+    high: float | None = None
+    draws: int = 1
 
 
 class BestArm(_Model):
@@ -231,6 +235,28 @@ class SearchSummary(_Model):
     overfit: str | None = None                       # said when test falls well below dev
 
 
+class Part(_Model):
+    """One part of a hybrid measured alone: its prompt on the base model, or its tuned weights."""
+    role: str                    # "prompt alone" | "weights alone"
+    arm: str
+    value: float | None
+    gain: float | None = None    # the hybrid's value minus this part's, on the same test items
+    low: float | None = None     # 95% interval of the gain
+    high: float | None = None
+    p_holm: float | None = None
+    significant: bool = False
+
+
+class Contribution(_Model):
+    """What a hybrid's prompt and its weights each added: the hybrid against each part alone."""
+    hybrid: str
+    value: float | None
+    training: str                # matched (trained with its prompt) | plain (the tuned arm's adapter)
+    parts: list[Part]
+    steps: list[dict[str, Any]] = []  # alternation: step, model, dev score on the search's dev items
+    statement: str = ""
+
+
 class RunReport(_Model):
     """One run, analysed: everything the HTML, Markdown, JSON and terminal renderers show."""
     run_id: str
@@ -250,6 +276,7 @@ class RunReport(_Model):
     confusion: dict[str, Confusion] = {}
     field_accuracy: dict[str, dict[str, float]] = {}  # extraction: arm -> key -> share of items right
     searches: list[SearchSummary] = []
+    contributions: list[Contribution] = []
     disagreements: list[Disagreement] = []
     loss_curves: dict[str, list[tuple[int, float]]] = {}
     warnings: list[str] = []  # rows left out, prompts cut or past the context: never silent

@@ -28,11 +28,14 @@ def print_table(report: RunReport, out=None) -> None:
     needs = report.data_needs
     if needs:
         curve = ", ".join(f"{p.examples}: {num(p.value)}" for p in needs.fine_tuning)
-        shots = ", ".join(f"k={p.k}: {num(p.value)}" for p in needs.few_shot)
+        shots = ", ".join(f"k={p.k}: {num(p.value)}" + (f" ({num(p.low)}–{num(p.high)})" if p.draws > 1 else "")
+                          for p in needs.few_shot)
         if curve:
             out.print(f"Learning curve ({needs.metric} by train examples): {curve}")
         if shots:
-            out.print(f"Few-shot ({needs.metric} by k): {shots}")
+            sets = max(p.draws for p in needs.few_shot)
+            out.print(f"Few-shot ({needs.metric} by k" + (f"; mean, lowest–highest of {sets} example sets" if sets > 1
+                                                          else "") + f"): {shots}", highlight=False)
         for line in needs.statements:
             out.print(line)
     for s in report.searches:
@@ -40,6 +43,12 @@ def print_table(report: RunReport, out=None) -> None:
                   f"winner {s.metric} {num(s.dev_score)} on dev, {num(s.test_score)} on test", highlight=False)
         if s.overfit:
             out.print(f"  [yellow]![/yellow] {escape(s.overfit)}", highlight=False)
+    for c in report.contributions:
+        if c.steps:
+            steps = " → ".join(f"{s['step']} ({s['model']}) {num(s['dev'])}" for s in c.steps)
+            out.print(f"Alternation {c.hybrid}, dev {report.metric}: {escape(steps)}", highlight=False)
+        if c.statement:
+            out.print(escape(c.statement), highlight=False)
     if report.clean is not None:
         values = ", ".join(f"{name} {num(v.value)}" for name, v in report.clean.values.items())
         out.print(f"On {report.clean.basis}: {values}", highlight=False)
