@@ -255,3 +255,27 @@ def test_the_framework_table_has_the_six_rows_measured():
     assert rows["speed"][1] == "first usable result after 120 s (100 s training + 20 s evaluation)"
     assert "retraining: 120 s" in rows["flexibility"][1] and "prompt edit" in rows["flexibility"][0]
     assert rows["use case"][1] == "Recommended (fine-tuning) for this task."
+
+
+def test_fine_tuning_without_a_hybrid_says_hybrids_were_not_tried():
+    d = run_decision([("prompt", "few_shot", outcomes(124), {}), ("lora", "lora", outcomes(192), {})])
+    assert d.recommended == "lora"
+    [mistake] = [m for m in d.mistakes if m.kind == "no hybrid"]
+    assert "{type: hybrid, tuned: lora, prompt: prompt}" in mistake.text
+
+
+def test_a_plain_hybrid_behind_its_adapter_is_named_a_train_serve_mismatch():
+    from tunewise.analysis import contributions
+    specs = [("prompt", "few_shot", outcomes(124), {}), ("lora", "lora", outcomes(192), {}),
+             ("mixed", "hybrid", outcomes(130), {"training": {"uses": "lora", "matched": False}})]
+    arms = [arm(name, type_, out, **opts) for name, type_, out, opts in specs]
+    arms[2].config.update(tuned="lora", prompt="prompt")
+    report = build(arms, {name: out for name, _, out, _ in specs})
+    report.contributions = contributions(report)
+    [c] = report.contributions
+    assert c.training == "plain" and [p.arm for p in c.parts] == ["prompt", "lora"]
+    d = decide(report)
+    assert_coherent(report, d)
+    [mistake] = [m for m in d.mistakes if m.kind == "train/serve mismatch"]
+    assert "mixed − lora = -0.310" in mistake.text and mistake.against == ["mixed"]
+    assert not [m for m in d.mistakes if m.kind == "no hybrid"]  # one was tried

@@ -237,6 +237,7 @@ class Decider:
     def _result(self, name: str | None, kind: str | None, reasons: list[str], closest: str | None = None,
                 next_steps: list[str] | None = None) -> Decision:
         mistakes = self.mistakes() + (self._not_searched() if kind in ("fine-tuning", "hybrid") else [])
+        mistakes += self._no_hybrid() if kind == "fine-tuning" else []
         return Decision(recommended=name, kind=kind, metric=self.metric, metric_why=self.report.metric_why,
                         basis=self.facts.basis, value=self.value(name) if name else None, closest=closest,
                         reasons=reasons, next_steps=next_steps or [],
@@ -246,7 +247,7 @@ class Decider:
     def mistakes(self) -> list[Mistake]:
         if not self.arms:
             return []
-        out = self._tuned_without_gain() + self._too_few_items()
+        out = self._tuned_without_gain() + self._too_few_items() + self._mismatched_hybrids()
         prompting = [n for n, a in self.arms.items() if a.family in PROMPTING]
         for longer in prompting:
             for shorter in prompting:
@@ -261,6 +262,32 @@ class Decider:
                 f"Leakage between splits: {self.report.leaked} test inputs also appear in train/dev; scores on them "
                 f"measure recall of seen inputs. Keep related inputs in one split: splits: {{group_by: FIELD}} or "
                 f"{{dedupe: true}}.")))
+        return out
+
+    def _no_hybrid(self) -> list[Mistake]:
+        """Fine-tuning recommended and no hybrid tried: the combination the framework advises most often."""
+        if any(a.family == "hybrid" for a in self.arms.values()):
+            return []
+        tuned = next((n for n, a in self.arms.items() if a.family == "fine-tune"), None)
+        prompt = next((n for n, a in self.arms.items() if a.family in PROMPTING), None)
+        if tuned is None or prompt is None:
+            return []
+        return [Mistake(kind="no hybrid", text=(
+            f"Hybrids were not tried: a fine-tuned model asked with the task's instructions often does best. Add "
+            f"{{type: hybrid, tuned: {tuned}, prompt: {prompt}}}; it trains with that prompt, as it is asked."))]
+
+    def _mismatched_hybrids(self) -> list[Mistake]:
+        """A hybrid whose adapter never saw its prompt (training: plain) and that trails that adapter alone."""
+        out = []
+        for c in self.report.contributions:
+            weights = next((p for p in c.parts if p.role == "weights alone"), None)
+            if c.training != "plain" or weights is None or c.hybrid not in self.arms or weights.arm not in self.arms:
+                continue
+            if weights.significant and (weights.gain or 0) < 0:
+                out.append(Mistake(kind="train/serve mismatch", against=[c.hybrid], text=(
+                    f"A train/serve mismatch: {c.hybrid} asks {weights.arm}'s adapter, trained on the bare input, "
+                    f"with a prompt it never saw, and {self.cite(weights.arm, c.hybrid)}. Train the hybrid with "
+                    f"its prompt (training: matched, the default).")))
         return out
 
     def _not_searched(self) -> list[Mistake]:
