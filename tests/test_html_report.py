@@ -84,6 +84,10 @@ def test_report_json_holds_the_decision_tests_costs_and_consistency(full_run):
     assert 0 < structured["summary"]["consistency"]["paraphrase_agreement"] <= 1
     assert [p["examples"] for p in report["data_needs"]["fine_tuning"]] == [8, 30]
     assert report["confusion"]["lora"]["labels"] == ["negative", "positive"]
+    [parts] = report["contributions"]
+    assert parts["hybrid"] == "hybrid" and parts["training"] == "matched"
+    assert [(p["role"], p["arm"]) for p in parts["parts"]] == [("prompt alone", "structured"), ("weights alone", "lora")]
+    assert [p["k"] for p in report["data_needs"]["few_shot"]] == [1, 2] and report["data_needs"]["few_shot"][0]["draws"] == 3
 
 
 @needs_browser
@@ -94,7 +98,7 @@ def test_report_renders_in_chromium_without_console_errors(full_run, tmp_path):
     dom, errors = render(html, tmp_path, screenshot=screenshot)
     assert errors == []
     assert 'id="comparison"' in dom and 'id="recommendation"' in dom and 'id="framework"' in dom
-    assert "Decided on <b>accuracy</b>" in dom
+    assert "Decided on <b>accuracy</b>" in dom and 'id="parts-hybrid"' in dom
     rows = re.findall(r"<tr[^>]*>\s*<td>(\w[\w@+]*)</td>", dom.split('id="comparison"')[1].split("</table>")[0])
     assert rows == ["zero_shot", "structured", "few_shot", "lora", "hybrid"]
     assert dom.count("<svg") >= 4  # quality/cost, fine-tuning curve, few-shot curve, training loss

@@ -82,9 +82,9 @@ def one_label(rows: list[dict], share: float = 0.95) -> str | None:
     answers = Counter(json.dumps(r["parsed"]) for r in rows)
     answer, count = answers.most_common(1)[0]
     targets = Counter(json.dumps(r["target"]) for r in rows)
-    if count < share * len(rows) or targets[answer] >= share * len(rows):
-        return None
     label = json.loads(answer)
+    if label is None or count < share * len(rows) or targets[answer] >= share * len(rows):
+        return None  # no label at all is a format failure, which the table's format column shows
     text = (f"answered {label!r} to {count / len(rows):.0%} of the test items, while {targets[answer]} of "
             f"{len(rows)} are {label!r}: its score is mostly that label's share, not a reading of the input")
     last = [_last_example(r["messages"]) for r in rows]

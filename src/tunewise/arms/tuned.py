@@ -19,6 +19,7 @@ from ..errors import TunewiseError
 from ..metrics import get_metric
 from .base import Arm, ArmContext
 from .prompt import PromptArm, ZeroShotConfig
+from .searched import SearchSpace
 from ..registry import arm_class, register
 
 DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
@@ -294,11 +295,10 @@ class Hybrid(_Prompted):
         base = ctx.backend(self.model)
         again.prepare(splits, ctx, backend=tuned, also_try=[first.best_params])
         dev = again._dev_items(splits)
-        from .searched import SearchSpace
         space = SearchSpace(first, [self.task.instruction.strip()])
         baseline = space.arm(space.baseline())  # the task's own prompt: what the search started from
-        steps = [("the task's prompt", "base", baseline, base), ("prompt searched on the base model", "base",
-                                                                  first, base),
+        steps = [("the task's prompt", "base", baseline, base),
+                 ("prompt searched on the base model", "base", first, base),
                  ("that prompt", "tuned with it", first, tuned),
                  ("prompt searched again on the tuned model", "tuned with the first prompt", again, tuned)]
         self.training["alternation"] = [
