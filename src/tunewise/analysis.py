@@ -14,7 +14,7 @@ from .arms import arm_class, family, method
 from .costs import arm_costs, training_record
 from .decision import decide
 from .framework import framework_table
-from .metrics import bootstrap_interval, get_metric, normalize_answer
+from .metrics import Metric, bootstrap_interval, declared_metrics, get_metric, metric_inputs, normalize_answer
 from .reports.model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, Contribution, DataNeeds,
                             Disagreement, Evidence, MetricValue, Part, RunReport, SearchSummary, ShotPoint,
                             TuningPoint)
@@ -37,9 +37,12 @@ def build_report(store: Store, run_id: str) -> RunReport:
     report.searches = [search_summary(a, report.metric) for a in report.main_arms()
                        if (a.training or {}).get("kind") == "search"]
     report.comparisons = comparisons(report, rows)
+    report.declared_tests = declared_tests(report, rows)
     report.clean = clean_evidence(report, rows)
     report.contributions = contributions(report)
-    report.costs = arm_costs(report.arms, report.prices)
+    judge = report.config.get("judge") or {}
+    report.costs = arm_costs(report.arms, report.prices, judge.get("model"))
+    report.judge = report.info.get("judge")
     report.decision = decide(report)
     report.framework = framework_table(report)
     if report.config["type"] == "classification":
@@ -158,23 +161,41 @@ def comparisons(report: RunReport, rows: dict[str, list[dict]], keep: set[str] |
     in the decision metric."""
     if len(rows) < 2:
         return []
-    preds, targets = _aligned(rows, keep)
+    metric = get_metric(report.metric, report.config)
+    preds, targets = _aligned(rows, keep, metric)
     if not targets:
         return []
     labels = report.info.get("labels") or None
-    found = compare_all(preds, targets, get_metric(report.metric), labels=labels,
+    found = compare_all(preds, targets, metric, labels=labels,
                         seed=report.config["splits"]["seed"])
     return found
 
 
-def _aligned(rows: dict[str, list[dict]], keep: set[str] | None = None) -> tuple[dict[str, list], list]:
-    """Each arm's parsed answers and the targets, on the items every arm answered, in one order."""
+def declared_tests(report: RunReport, rows: dict[str, list[dict]]) -> dict[str, list[Comparison]]:
+    """The paired tests of every pair of main arms on each metric the task file declares (its assertions, all
+    of them passed, the judge's rubric): each assertion's pass rates differ, not only the deciding one's."""
+    if len(rows) < 2:
+        return {}
+    out = {}
+    for name in declared_metrics(report.config):
+        metric = get_metric(name, report.config)
+        preds, targets = _aligned(rows, None, metric)
+        if targets:
+            out[name] = compare_all(preds, targets, metric, seed=report.config["splits"]["seed"])
+    return out
+
+
+def _aligned(rows: dict[str, list[dict]], keep: set[str] | None = None,
+             metric: Metric | None = None) -> tuple[dict[str, list], list]:
+    """Each arm's parsed answers (a judge's stored scores, for its metric) and the targets, on the items every
+    arm answered, in one order."""
     common = set.intersection(*(set(r["example_id"] for r in rs) for rs in rows.values()))
     if keep is not None:
         common &= keep
     order = [r["example_id"] for r in next(iter(rows.values())) if r["example_id"] in common]
     by_id = {name: {r["example_id"]: r for r in rs} for name, rs in rows.items()}
-    preds = {name: [by_id[name][i]["parsed"] for i in order] for name in rows}
+    preds = {name: metric_inputs(metric, [by_id[name][i] for i in order]) if metric else
+             [by_id[name][i]["parsed"] for i in order] for name in rows}
     return preds, [by_id[next(iter(rows))][i]["target"] for i in order]
 
 
@@ -185,8 +206,8 @@ def clean_evidence(report: RunReport, rows: dict[str, list[dict]]) -> Evidence |
         return None
     test_ids = {r["example_id"] for rs in rows.values() for r in rs}
     keep = test_ids - leaked
-    preds, targets = _aligned(rows, keep)
-    metric, seed = get_metric(report.metric), report.config["splits"]["seed"]
+    metric, seed = get_metric(report.metric, report.config), report.config["splits"]["seed"]
+    preds, targets = _aligned(rows, keep, metric)
     values = {}
     for name, answers in preds.items():
         low, high = bootstrap_interval(metric, answers, targets, seed=seed) if targets else (None, None)

@@ -25,6 +25,8 @@ def check_before_running(task: Task, splits: Splits, task_file: str) -> list[str
 def _unused_prices(task: Task) -> list[str]:
     """A price under a name no arm uses (a typo) would leave that arm priced by hardware time: say so."""
     used = {a.model or task.model for a in task.arms} | {e.model for e in task.endpoints.values()}
+    if task.judge is not None:  # the judge's calls are costed too
+        used.add(task.judge.model)
     return [f"prices.models.{name}: no arm uses a model of that name ({', '.join(sorted(used))}), so this price "
             f"is unused" for name in task.prices.models if name not in used]
 
@@ -92,7 +94,25 @@ def _check_models(task: Task, task_file: str) -> bool:
         problem = model_problem(model)
         if problem:
             raise TaskFileError(problem, file=task_file, field=field)
-    return local
+    return _check_judge_model(task, task_file) or local
+
+
+def _check_judge_model(task: Task, task_file: str) -> bool:
+    """The judge's model can be loaded too (or its endpoint's key is set); True if it is local."""
+    from .models import model_problem
+    model = task.judge.model if task.judge else None
+    if model is None or model == "fake" or model.startswith("fake:"):
+        return False
+    endpoint = task.endpoints.get(model)
+    if endpoint is not None:
+        if endpoint.api_key_env and not os.environ.get(endpoint.api_key_env):
+            raise TaskFileError(f"the environment variable {endpoint.api_key_env} (the API key) is not set",
+                                file=task_file, field=f"endpoints.{model}.api_key_env")
+        return False
+    problem = model_problem(model)
+    if problem:
+        raise TaskFileError(problem, file=task_file, field="judge.model")
+    return True
 
 
 def _check_device(device: str, task_file: str) -> None:

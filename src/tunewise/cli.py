@@ -99,15 +99,19 @@ def run_command(task_file: Path, strict: bool, no_progress: bool, home: str) -> 
 @click.option("--quick", is_flag=True, help="Prompting arms only: no fine-tuning, no learning curve.")
 @click.option("--write-task", type=click.Path(file_okay=False, path_type=Path),
               help="Only write the demo's task file and data here, to edit and run yourself.")
+@click.option("--task", "which", type=click.Choice(["word_sentiment", "explain"]), default="word_sentiment",
+              show_default=True, help="word_sentiment: classification, prompting against fine-tuning; explain: "
+                                      "open-ended explanations scored by assertions (needs tunewise[assert]).")
 @HOME_OPTION
 @friendly
-def demo_command(no_progress: bool, quick: bool, write_task: Path | None, home: str) -> None:
-    """Run the bundled word-sentiment example on the embedded model."""
-    from .demo import demo_task, write_demo
+def demo_command(no_progress: bool, quick: bool, write_task: Path | None, which: str, home: str) -> None:
+    """Run a bundled example on the embedded model (word sentiment unless --task says otherwise)."""
+    from .demo import DEMOS, demo_task
     if write_task:
-        click.echo(f"wrote {write_demo(write_task, overwrite=False)}")
+        click.echo(f"wrote {DEMOS[which](write_task, overwrite=False)}")
         return
-    task, task_file = demo_task(Path(home) / "demo", quick=quick)
+    folder = "demo" if which == "word_sentiment" else f"demo-{which}"
+    task, task_file = demo_task(Path(home) / folder, quick=quick, name=which)
     _run_and_show(task, str(task_file), home, False, not no_progress)
 
 

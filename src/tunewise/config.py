@@ -25,6 +25,8 @@ DEFAULT_METRICS: dict[str, list[str]] = {
 # gate and a reported rate, not the thing ranked
 MAIN_METRIC = {"classification": "accuracy", "generation": "token_f1", "extraction": "key_accuracy"}
 GATES = ("json_valid",)
+DECLARED = ("assertions", "rubric")  # metric names the task file's assertions and judge bring
+ANSWER_ARMS = ("few_shot", "searched")  # prompt arms that show worked answers from the train split
 
 
 class FieldError(ValueError):
@@ -64,7 +66,8 @@ class DataConfig(Strict):
     path: str = Field(description="JSONL, CSV or Parquet file, or a saved `datasets` directory")
     format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = "auto"
     input: str = Field(description="a field name, or a template such as '{title}: {body}'")
-    target: str = Field(description="the field holding the expected output")
+    target: str | None = Field(None, description="the field holding the expected output; a generation task "
+                                                "scored by assertions or a judge alone may have none")
     split_column: str | None = Field(None, description="use this column's train/dev/test values")
 
     @field_validator("input")
@@ -273,6 +276,164 @@ class Prices(Strict):
     currency: str = "USD"
 
 
+# -- assertions: cheap, deterministic checks of one answer, each a pass/fail metric --------------------------
+class _Assertion(Strict):
+    name: str | None = Field(None, description="the metric's name; default: the type")
+
+    def metric_name(self) -> str:
+        return self.name or self.type  # type: ignore[attr-defined]
+
+
+class _Range(_Assertion):
+    min: float | None = Field(None, ge=0)
+    max: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min is None and self.max is None:
+            raise ValueError("needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise FieldError(f"min {self.min:g} is above max {self.max:g}", "min")
+        return self
+
+
+class CountAssertion(_Range):
+    """The answer's words (or sentences) number between min and max."""
+    type: Literal["word_count", "sentence_count"]
+
+
+class ReadingGradeAssertion(_Range):
+    """The answer's Flesch-Kincaid grade level (textstat) lies between min and max (US school grades)."""
+    type: Literal["reading_grade"]
+    min: float | None = Field(None)
+
+
+class TextAssertion(_Assertion):
+    """contains: one of the values occurs (all: every one); not_contains: none does; starts_with: the answer
+    begins with one. Values are plain text, or regular expressions with regex: true."""
+    type: Literal["contains", "not_contains", "starts_with"]
+    value: list[str]
+    regex: bool = False
+    case_sensitive: bool = False
+    all: bool = Field(False, description="contains only: every value must occur")
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _one_value(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _values(self):
+        if not self.value:
+            raise FieldError("is empty; give the text (or regex) to look for", "value")
+        for i, item in enumerate(self.value):
+            if not item:
+                raise FieldError("an empty value matches every answer; remove it", "value", i)
+            if self.regex:
+                try:
+                    re.compile(item)
+                except re.error as err:
+                    raise FieldError(f"{item!r} is not a valid regular expression: {err}", "value", i) from None
+        if self.all and self.type != "contains":
+            raise FieldError(f"applies to contains, not {self.type}", "all")
+        return self
+
+
+class JsonAssertion(_Assertion):
+    """The answer is valid JSON."""
+    type: Literal["is_json"]
+
+
+class JsonSchemaAssertion(_Assertion):
+    """The answer is JSON valid against a JSON Schema (jsonschema), given inline."""
+    type: Literal["json_schema"]
+    value: dict[str, Any] = Field(description="the JSON Schema, written in YAML or JSON")
+
+    @field_validator("value")
+    @classmethod
+    def _schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from .assertions import check_schema
+        check_schema(value)
+        return value
+
+
+class LanguageAssertion(_Assertion):
+    """The answer is written in one of the languages (ISO 639-1 codes such as en, fr), as langdetect tells."""
+    type: Literal["language"]
+    value: list[str]
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _one_value(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("value")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        from .assertions import check_languages
+        check_languages(value)
+        return value
+
+
+class RefusalAssertion(_Assertion):
+    """The answer does not refuse ("I can't help with that", "As an AI ...")."""
+    type: Literal["no_refusal"]
+
+
+Assertion = Annotated[Union[CountAssertion, ReadingGradeAssertion, TextAssertion, JsonAssertion, JsonSchemaAssertion,
+                            LanguageAssertion, RefusalAssertion], Field(discriminator="type")]
+ASSERTION_TYPES = ("word_count", "sentence_count", "contains", "not_contains", "starts_with", "is_json",
+                   "json_schema", "reading_grade", "language", "no_refusal")
+
+
+# -- the judge: a model scoring answers against the user's rubric, or comparing two arms' answers ----------
+class Criterion(Strict):
+    name: str = Field(description="a short name, e.g. clarity")
+    description: str = Field(description="what the judge looks for, and what the scale's ends mean")
+    scale: tuple[int, int] = Field((1, 5), description="[lowest, highest] whole-number score")
+
+    @model_validator(mode="after")
+    def _criterion(self):
+        if not self.name.strip() or not self.description.strip():
+            raise ValueError("name and description must not be empty")
+        if self.scale[0] >= self.scale[1]:
+            raise FieldError(f"[{self.scale[0]}, {self.scale[1]}] is not a scale: the lowest score comes first "
+                             f"and must be below the highest", "scale")
+        return self
+
+
+class JudgeConfig(Strict):
+    """An LLM judge: any local model or an endpoint's name (the embedded model for tests only)."""
+    model: str = Field(description="a model id, a local directory, or the name of one of the task's endpoints")
+    rubric: list[Criterion] = Field(default_factory=list, description="criteria, each scored on its scale")
+    pairs: list[tuple[str, str]] = Field(default_factory=list, description="arm pairs compared answer "
+                                         "against answer, asked in both orders (a disagreement is a tie)")
+    human_score: str | None = Field(None, description="a data field holding a person's score of human_answer "
+                                    "on the rubric's scale: the judge's agreement with it is reported")
+    human_answer: str | None = Field(None, description="the data field holding the answer the person scored")
+    max_tokens: int = Field(256, gt=0, description="room for the judge's rationale and scores")
+    min_agreement: float = Field(0.5, ge=-1, le=1, description="below this rank correlation with the human "
+                                 "scores, the report warns that the judge's scores are not to be trusted")
+
+    @model_validator(mode="after")
+    def _judge(self):
+        if not self.rubric and not self.pairs:
+            raise ValueError("has nothing to judge: give a rubric, pairs of arms, or both")
+        names = [c.name for c in self.rubric]
+        repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if repeated:
+            raise FieldError(f"criterion {repeated!r} is listed twice", "rubric")
+        if (self.human_score is None) != (self.human_answer is None):
+            raise FieldError("human_score and human_answer go together: the score of which answer?",
+                             "human_score" if self.human_score is None else "human_answer")
+        if self.human_score and not self.rubric:
+            raise FieldError("human scores are compared with rubric scores; the judge has no rubric", "human_score")
+        for i, (a, b) in enumerate(self.pairs):
+            if a == b:
+                raise FieldError(f"compares arm {a!r} with itself", "pairs", i)
+        return self
+
+
 class Task(Strict):
     """Everything tunewise needs to compare ways of solving one task."""
     name: str = "task"
@@ -285,6 +446,10 @@ class Task(Strict):
     output_format: str | None = None
     constraints: list[str] = Field(default_factory=list)
     metrics: list[str] | None = None
+    assertions: list[Assertion] = Field(default_factory=list, description="checks of each answer, each a "
+                                        "pass/fail metric named after its type (or its name)")
+    judge: JudgeConfig | None = Field(None, description="a model scoring answers against a rubric (metric "
+                                      "`rubric`), or comparing arms pairwise")
     primary_metric: str | None = Field(None, description="the metric arms are ranked and decided on; default: "
                                                          "the target's metric, else the task type's main one")
     splits: SplitConfig = Field(default_factory=SplitConfig)
@@ -327,12 +492,8 @@ class Task(Strict):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
-        from .metrics import METRICS
         if value is not None and not value:
             raise ValueError("is empty; list at least one metric, or leave metrics out for the task type's")
-        for name in value or []:
-            if name not in METRICS:
-                raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
         _distinct(value or [], "metric")
         return value
 
@@ -377,7 +538,7 @@ class Task(Strict):
                              "type")
         if self.labels and self.type != "classification":
             raise FieldError(f"labels are for classification tasks, not {self.type}", "labels")
-        if self.data.target in self.data.input_fields():
+        if self.data.target is not None and self.data.target in self.data.input_fields():
             raise FieldError(f"uses the target field {self.data.target!r}: the answer would be in the question",
                              "data", "input")
         names = [arm_name(a) for a in self.arms]
@@ -394,9 +555,12 @@ class Task(Strict):
             if registry.family(arm.type) == "retrieval" and self.knowledge is None:
                 raise FieldError(f"arm {arm_name(arm)!r} retrieves passages, and the task has no knowledge "
                                  f"source: add knowledge: {{path: ..., field: text}}", "arms", i)
+        self._check_declared_metrics()
         from .metrics import METRICS
         for name in self.metrics or []:
-            if self.type not in METRICS[name].tasks:
+            if name not in self.known_metrics():
+                raise FieldError(f"unknown metric {name!r}; known: {', '.join(self.known_metrics())}", "metrics")
+            if name in METRICS and self.type not in METRICS[name].tasks:
                 raise FieldError(f"{name} does not apply to a {self.type} task; it applies to "
                                  f"{' and '.join(METRICS[name].tasks)} tasks", "metrics")
         self._check_references()
@@ -432,17 +596,83 @@ class Task(Strict):
         from .metrics import METRICS
         target_metric = self.target.metric if self.target else None
         for loc, name in ((("target", "metric"), target_metric), (("primary_metric",), self.primary_metric)):
-            if name is not None and name not in METRICS:
-                raise FieldError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}", *loc)
-            if name is not None and self.type not in METRICS[name].tasks:
+            if name is not None and name not in self.known_metrics():
+                raise FieldError(f"unknown metric {name!r}; known: {', '.join(self.known_metrics())}", *loc)
+            if name in METRICS and self.type not in METRICS[name].tasks:
                 raise FieldError(f"{name} does not apply to a {self.type} task", *loc)
+        if self.decision_metric()[0] == "rubric":
+            picky = next((arm_name(a) for a in self.arms
+                          if a.type == "searched" or registry.family(a.type) == "fine-tune"), None)
+            if picky:
+                raise FieldError(f"the judge's rubric scores only the test answers, and arm {picky!r} selects on "
+                                 f"dev with the decision metric; decide on an assertion or a reference metric",
+                                 "primary_metric" if self.primary_metric else "target")
         if target_metric and self.primary_metric and target_metric != self.primary_metric:
             raise FieldError(f"primary_metric {self.primary_metric!r} differs from the target's metric "
                              f"{self.target.metric!r}: the verdict is decided on one metric", "primary_metric")
 
+    def _check_declared_metrics(self) -> None:
+        """Assertion names distinct from each other and from the built-in metrics; a task without targets
+        scored only by metrics that need none; a judge's pairs naming arms of the task."""
+        from .metrics import METRICS
+        seen: list[str] = []
+        for i, assertion in enumerate(self.assertions):
+            name = assertion.metric_name()
+            if name in METRICS or name in DECLARED:
+                raise FieldError(f"{name!r} is a built-in metric's name; give the assertion another name:",
+                                 "assertions", i, "name")
+            if name in seen:
+                raise FieldError(f"two assertions are named {name!r}; give one a `name:`", "assertions", i)
+            seen.append(name)
+        arm_names = [arm_name(a) for a in self.arms]
+        for i, pair in enumerate(self.judge.pairs if self.judge else []):
+            missing = next((n for n in pair if n not in arm_names), None)
+            if missing is not None:
+                raise FieldError(f"{missing!r} is not an arm of the task ({', '.join(arm_names)})", "judge", "pairs", i)
+        if self.data.target is None:
+            self._check_reference_free()
+
+    def _check_reference_free(self) -> None:
+        from .metrics import METRICS
+        if self.type != "generation":
+            raise FieldError(f"required for a {self.type} task (only a generation task scored by assertions or a "
+                             f"judge may go without targets)", "data", "target")
+        if not self.declared_metrics():
+            raise FieldError("is missing and nothing else can score the answers: a generation task without "
+                             "targets needs assertions or a judge rubric", "data", "target")
+        needing = [n for n in self.metrics or [] if n in METRICS and METRICS[n].needs_target]
+        if needing:
+            raise FieldError(f"{needing[0]} compares answers with targets, and the task has none (data.target); "
+                             f"score with assertions or a judge", "metrics")
+        if "arms" not in self.model_fields_set:  # the default arms: few_shot needs worked answers
+            self.arms = [a for a in self.arms if a.type != "few_shot"]
+        for i, arm in enumerate(self.arms):
+            if arm.type in ANSWER_ARMS or registry.family(arm.type) in ("fine-tune", "hybrid"):
+                what = "trains on" if registry.family(arm.type) != "prompt" else "shows the model"
+                raise FieldError(f"arm {arm_name(arm)!r} {what} worked answers, and the task has no target "
+                                 f"column (data.target): add one with the answers, or drop the arm", "arms", i)
+        if self.learning_curve is not None:
+            raise FieldError("varies the worked answers, and the task has none (data.target)", "learning_curve")
+
+    def declared_metrics(self) -> list[str]:
+        """The metrics the task file declares: each assertion, all of them passed, and the judge's rubric."""
+        names = [a.metric_name() for a in self.assertions]
+        if self.assertions:
+            names.append("assertions")
+        if self.judge and self.judge.rubric:
+            names.append("rubric")
+        return names
+
+    def known_metrics(self) -> list[str]:
+        from .metrics import METRICS
+        return sorted(METRICS) + self.declared_metrics()
+
     def metric_names(self) -> list[str]:
-        """The metrics measured: the task's (or its type's defaults), plus the decision metric if missing."""
-        names = list(self.metrics or DEFAULT_METRICS[self.type])
+        """The metrics measured: the task's (or its type's defaults, when it has targets), the declared ones,
+        plus the decision metric if missing."""
+        defaults = DEFAULT_METRICS[self.type] if self.data.target is not None else []
+        names = list(self.metrics or defaults)
+        names += [n for n in self.declared_metrics() if n not in names]
         main = self.decision_metric()[0]
         return names if main in names else names + [main]
 
@@ -452,6 +682,10 @@ class Task(Strict):
             return self.target.metric, "the target's metric"
         if self.primary_metric:
             return self.primary_metric, "the task's primary_metric"
+        if self.data.target is None:
+            if self.assertions:
+                return "assertions", "the share of answers passing every assertion (the task has no targets)"
+            return "rubric", "the judge's rubric score (the task has no targets)"
         names = self.metrics or DEFAULT_METRICS[self.type]
         if MAIN_METRIC[self.type] in names:
             return MAIN_METRIC[self.type], f"the main quality metric of {self.type} tasks"
@@ -586,8 +820,9 @@ def validate_task(data: dict[str, Any], *, file: str = "<task>", root: yaml.Node
             message = "required, but missing"
         elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
             kind = first["input"].get("type") if isinstance(first["input"], dict) else None
-            message = (f"unknown arm type {kind!r}" if kind is not None else "an arm needs a type") + \
-                f"; arm types: {', '.join(registry.types())}"
+            what, types = ("assertion", ASSERTION_TYPES) if loc[:1] == ["assertions"] else ("arm", registry.types())
+            message = (f"unknown {what} type {kind!r}" if kind is not None else f"an {what} needs a type") + \
+                f"; {what} types: {', '.join(types)}"
         raise TaskFileError(message, file=file, line=line, field=field) from None
 
 
@@ -596,7 +831,8 @@ def _file_loc(loc: tuple) -> list:
     (an arm's type, 'constrained-int', "literal['all']")."""
     out = []
     for part in loc:
-        tagged = out and isinstance(out[-1], int) and len(out) >= 2 and out[-2] == "arms" and part in registry.types()
+        tagged = out and isinstance(out[-1], int) and len(out) >= 2 and (
+            (out[-2] == "arms" and part in registry.types()) or (out[-2] == "assertions" and part in ASSERTION_TYPES))
         if tagged or (isinstance(part, str) and (part.startswith(("constrained-", "literal[", "function-"))
                                                   or part in ("int", "str", "float"))):
             continue

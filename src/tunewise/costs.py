@@ -35,14 +35,26 @@ def training_cost(arm: ArmResult, prices: dict[str, Any], arms: dict[str, ArmRes
     return (training_record(arm, arms).get("wall_s") or 0.0) * per_hour / 3600
 
 
-def arm_costs(arms: list[ArmResult], prices: dict[str, Any]) -> dict[str, ArmCost]:
+def judge_cost(usage: dict[str, Any] | None, judge_model: str | None, prices: dict[str, Any]) -> float | None:
+    """What the judge's calls cost: by tokens when its model is priced, else by its measured seconds."""
+    if not usage:
+        return None
+    price = (prices.get("models") or {}).get(judge_model or "")
+    if price:
+        return (usage["input_tokens"] * price["input_per_million"]
+                + usage["output_tokens"] * price["output_per_million"]) / 1e6
+    return usage["seconds"] * prices.get("hardware_per_hour", 0.0) / 3600
+
+
+def arm_costs(arms: list[ArmResult], prices: dict[str, Any], judge_model: str | None = None) -> dict[str, ArmCost]:
     volume = prices.get("requests_per_month")
     finished = {a.name: a for a in arms if a.summary is not None}
     out = {}
     for name, arm in finished.items():
         per_request, basis = request_cost(arm, prices)
         out[name] = ArmCost(per_1k=per_request * 1000, basis=basis, one_time=training_cost(arm, prices, finished),
-                            monthly=None if volume is None else per_request * volume, train_flops=(arm.training or {}).get("train_flops"))
+                            monthly=None if volume is None else per_request * volume, train_flops=(arm.training or {}).get("train_flops"),
+                            judge=judge_cost(arm.summary.judge, judge_model, prices))
     return out
 
 

@@ -27,6 +27,7 @@ class Example:
     fields: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     split: str | None = None
     group: str | None = None  # rows of one group stay in one split (splits.group_by)
+    human: tuple[str, float] | None = None  # an answer a person scored on the judge's rubric, and the score
 
     @property
     def target_text(self) -> str:
@@ -246,7 +247,27 @@ def _example(task: Task, path: Path, line: int, row: dict[str, Any]) -> Example:
     if column:
         split = _split_value(row, column, where)
     group = _text_field(row, task.splits.group_by, where) if task.splits.group_by else None
-    return Example(id=f"{line}", input=text, target=target, line=line, fields=values, split=split, group=group)
+    return Example(id=f"{line}", input=text, target=target, line=line, fields=values, split=split, group=group,
+                   human=_human(task, row, where))
+
+
+def _human(task: Task, row: dict[str, Any], where: dict) -> tuple[str, float] | None:
+    """The answer a person scored and their score, on the rows that have one (the judge's agreement check)."""
+    judge = task.judge
+    if judge is None or judge.human_score is None:
+        return None
+    value = row.get(judge.human_score)
+    if value is None or (isinstance(value, str) and not value.strip()) or value != value:
+        return None
+    low, high = judge.rubric[0].scale if len(judge.rubric) == 1 else (None, None)
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"human score {value!r} is not a number", field=judge.human_score, **where) from None
+    if isinstance(value, bool) or score != score or (low is not None and not low <= score <= high):
+        raise DataError(f"human score {value!r} is outside the rubric's scale [{low}, {high}]",
+                        field=judge.human_score, **where)
+    return _text_field(row, judge.human_answer, where), score
 
 
 def _text_field(row: dict[str, Any], name: str, where: dict) -> str:
@@ -265,6 +286,8 @@ def _text_field(row: dict[str, Any], name: str, where: dict) -> str:
 
 def _target(task: Task, row: dict[str, Any], where: dict) -> Any:
     name = task.data.target
+    if name is None:  # a reference-free task: assertions and a judge score the answer alone
+        return None
     if task.type != "extraction":
         value = _text_field(row, name, where).strip()
         if task.type == "classification" and task.labels and value not in task.labels:

@@ -46,6 +46,11 @@ def write_demo(directory: str | Path, *, overwrite: bool = True) -> Path:
     data = "".join(json.dumps(row) + "\n" for row in word_rows())
     task = (resources.files("tunewise") / "examples" / "word_sentiment.yaml").read_text(encoding="utf-8")
     files = {directory / "word_sentiment.jsonl": data, directory / "word_sentiment.yaml": task}
+    _write(directory, files, overwrite)
+    return directory / "word_sentiment.yaml"
+
+
+def _write(directory: Path, files: dict[Path, str], overwrite: bool) -> None:
     if not overwrite:
         for path, text in files.items():
             if path.exists() and (not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text):
@@ -58,12 +63,23 @@ def write_demo(directory: str | Path, *, overwrite: bool = True) -> Path:
     except OSError as err:
         raise TunewiseError(f"cannot write the demo here ({err.strerror or err}); choose another directory",
                             file=str(directory)) from None
-    return directory / "word_sentiment.yaml"
 
 
-def demo_task(directory: str | Path, quick: bool = False) -> tuple[Task, Path]:
-    """The demo's task; quick keeps the prompting arms only (no training)."""
-    task_file = write_demo(directory)
+def write_explain(directory: str | Path, *, overwrite: bool = True) -> Path:
+    """Write the explain example (topics to explain, no targets, scored by assertions) into a directory."""
+    examples = resources.files("tunewise") / "examples"
+    files = {Path(directory) / name: (examples / name).read_text(encoding="utf-8")
+             for name in ("explain_topics.jsonl", "explain.yaml")}
+    _write(Path(directory), files, overwrite)
+    return Path(directory) / "explain.yaml"
+
+
+DEMOS = {"word_sentiment": write_demo, "explain": write_explain}
+
+
+def demo_task(directory: str | Path, quick: bool = False, name: str = "word_sentiment") -> tuple[Task, Path]:
+    """A bundled example's task; quick keeps the prompting arms only (no training)."""
+    task_file = DEMOS[name](directory)
     task = load_task(task_file)
     if quick:
         arms = [a for a in task.arms if family(a.type) == "prompt"]

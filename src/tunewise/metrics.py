@@ -25,6 +25,10 @@ class Metric:
     stats: Callable[[list, list, list[str] | None], np.ndarray] | None = None  # (preds, targets, labels) -> (n, d)
     combine: Callable[[np.ndarray], np.ndarray] | None = None  # summed stats (..., d) -> aggregate (...)
     tasks: tuple[str, ...] = ("classification", "generation", "extraction")  # the task types it applies to
+    needs_target: bool = True  # false for checks of the answer alone (assertions, a judge's rubric)
+    # a judge's scores cannot be recomputed from the answer: they are stored with each prediction, and the
+    # aggregate, intervals and paired tests read them back (item is then applied to the stored score)
+    stored: bool = False
 
     @property
     def corpus_level(self) -> bool:
@@ -156,13 +160,44 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("exact_match", exact_match),
     Metric("token_f1", token_f1),
     Metric("rouge_l", rouge_l),
-    Metric("json_valid", json_valid, tasks=("extraction",)),     # answers are JSON only in extraction
+    Metric("json_valid", json_valid, tasks=("extraction",), needs_target=False),  # answers are JSON only in extraction
     Metric("key_accuracy", key_accuracy, tasks=("extraction",)),
 ]}
 
 
-def get_metric(name: str) -> Metric:
-    return METRICS[name]
+def get_metric(name: str, task: Any = None) -> Metric:
+    """A built-in metric, or one the task declares (an assertion, `assertions`, `rubric`); `task` is a Task
+    or a stored resolved configuration. KeyError when neither has it."""
+    if name in METRICS:
+        return METRICS[name]
+    if task is not None:
+        found = declared_metrics(task).get(name)
+        if found is not None:
+            return found
+    raise KeyError(name)
+
+
+def declared_metrics(task: Any) -> dict[str, Metric]:
+    """The metrics a task file declares, built from its assertions and judge."""
+    from .assertions import assertion_metrics
+    config = task if isinstance(task, dict) else task.model_dump(mode="json")
+    out = assertion_metrics(config.get("assertions") or [])
+    judge = config.get("judge") or {}
+    if judge.get("rubric"):
+        out["rubric"] = Metric("rubric", stored_score, needs_target=False, stored=True)
+    return out
+
+
+def stored_score(score: Any, target: Any) -> float:
+    """A judge's stored score of one answer (0 when it gave none that could be read)."""
+    return 0.0 if score is None else float(score)
+
+
+def metric_inputs(metric: Metric, rows: list[dict]) -> list:
+    """What a metric scores in stored prediction rows: the stored score for a judge, else the parsed answer."""
+    if metric.stored:
+        return [r["scores"].get(metric.name) for r in rows]
+    return [r["parsed"] for r in rows]
 
 
 def resample_counts(n_items: int, n_resamples: int, seed: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from .bundle import Bundle, prediction_record
 from .data import Example, _target, _text_field, read_rows
 from .errors import DataError
+from .metrics import get_metric
 from .evaluate import summarize
 
 
@@ -139,4 +140,6 @@ def score(bundle: Bundle, out: Path, examples: list[Example]) -> dict[str, Any] 
     answered = {str(r["id"]): dict(r, cached=False)
                 for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
     rows = [answered[e.id] for e in examples]  # in input order, as the run's intervals resample
-    return summarize(rows, bundle.task.metric_names(), seed=bundle.task.splits.seed)
+    task = bundle.task
+    names = [n for n in task.metric_names() if not get_metric(n, task).stored]  # a judge is not asked here
+    return summarize(rows, names, seed=task.splits.seed, task=task)

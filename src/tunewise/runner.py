@@ -25,6 +25,7 @@ from .reports import RunReport, write_reports
 from .store import Store
 
 DEFAULT_HOME = Path(".tunewise")
+VERBOSITY_WARN = 0.5  # a rank correlation of the judge's scores with answer length above this is reported
 
 
 @dataclass
@@ -112,7 +113,7 @@ def _run(task, store, home, progress, backend_factory, task_file, log, examples,
     log(f"{'resuming' if resumed else 'run'} {run_id}: train {len(splits.train)}, dev {len(splits.dev)}, "
         f"test {len(splits.test)}")
     try:
-        summaries = _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits)
+        summaries = _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits, examples)
     except KeyboardInterrupt:
         _mark(store, run_id, "interrupted")
         raise
@@ -138,7 +139,8 @@ def _mark(store: Store, run_id: str, status: str) -> None:
         pass
 
 
-def _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits) -> dict[str, dict]:
+def _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits,
+              examples=()) -> dict[str, dict]:
     make = backend_factory or (lambda model: make_backend(model, device=task.device, batch_size=task.batch_size,
                                                           endpoints=task.endpoints))
     plan = arm_plan(task)
@@ -172,6 +174,7 @@ def _run_arms(task, store, run_id, home, progress, backend_factory, log, labels,
 
         ctx = ArmContext(home=home, base_backend=base_backend, progress=bars.callback, prepared=prepared,
                          backend=cached_backend, log=log, cache=cache)
+        judge = _judge(task, cached_backend, store, run_id, log)
         for position, (config, curve) in enumerate(plan):
             name = arm_name(config)
             if store.arm_status(run_id, name) == "done":
@@ -182,11 +185,57 @@ def _run_arms(task, store, run_id, home, progress, backend_factory, log, labels,
                             arm.training, curve)
             start = time.perf_counter()
             rows, summaries[name] = _evaluate(arm, splits.test, cache(arm.backend or base_backend(arm.model)), task,
-                                              bars, consistency=curve is None)
+                                              bars, consistency=curve is None, judge=judge)
             store.save_predictions(run_id, name, rows)
             store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
             _warn_long_prompts(store, run_id, arm, rows, task, log)
+            _warn_verbose_judge(store, run_id, name, summaries[name], log)
+        if judge is not None:
+            _judge_across_arms(judge, task, store, run_id, examples, log)
     return summaries
+
+
+def _judge(task: Task, cached_backend, store: Store, run_id: str, log):
+    """The task's judge on its store-cached backend (a rerun asks it nothing twice), or None."""
+    if task.judge is None:
+        return None
+    from .judge import Judge
+    judged = [arm_name(a) for a in task.arms if (a.model or task.model) == task.judge.model]
+    if judged:
+        text = (f"warning: the judge {task.judge.model!r} is also the model of arm(s) {', '.join(judged)}: a judge "
+                f"tends to prefer its own model's answers (self-preference); judge with another model")
+        log(text)
+        store.add_warnings(run_id, [text])
+    return Judge(task.judge, task, cached_backend(task.judge.model))
+
+
+def _warn_verbose_judge(store: Store, run_id: str, name: str, summary: dict, log) -> None:
+    rho = (summary.get("judge") or {}).get("length_correlation")
+    if rho is not None and rho > VERBOSITY_WARN:
+        text = (f"warning: arm {name!r}: the judge's rubric scores rise with the answers' length (rank correlation "
+                f"{rho:.2f}); check that the rubric rewards content, not length (verbosity bias)")
+        log(text)
+        store.add_warnings(run_id, [text])
+
+
+def _judge_across_arms(judge, task: Task, store: Store, run_id: str, examples, log) -> None:
+    """Pairwise verdicts on the task's pairs, and the judge's agreement with human scores: stored in the run's
+    info, the raw answers with them."""
+    record: dict = {"model": task.judge.model}
+    for a, b in task.judge.pairs:
+        record.setdefault("pairs", []).append(judge.compare(a, b, store.predictions(run_id, a),
+                                                            store.predictions(run_id, b), seed=task.splits.seed))
+    if task.judge.human_score:
+        agreement = judge.agreement(examples)
+        record["agreement"] = agreement
+        if not agreement["trusted"]:
+            rho = agreement["spearman"]
+            shown = "cannot be measured" if rho is None else f"is {rho:.2f}"
+            text = (f"warning: the judge's rank correlation with the {agreement['n']} human scores {shown} "
+                    f"(below {agreement['min_agreement']:g}): do not let its rubric scores decide")
+            log(text)
+            store.add_warnings(run_id, [text])
+    store.set_info(run_id, "judge", record)
 
 
 def _warn_long_prompts(store: Store, run_id: str, arm, rows: list[dict], task: Task, log) -> None:
@@ -205,12 +254,16 @@ def _warn_long_prompts(store: Store, run_id: str, arm, rows: list[dict], task: T
         store.add_warnings(run_id, [text])
 
 
-def _evaluate(arm, test, backend, task: Task, bars: _Bars, consistency: bool) -> tuple[list[dict], dict]:
-    """Predict the test split, score it, and (for the main arms) measure consistency."""
+def _evaluate(arm, test, backend, task: Task, bars: _Bars, consistency: bool, judge=None) -> tuple[list[dict], dict]:
+    """Predict the test split, score it (the judge too, when the task has a rubric), and (for the main arms)
+    measure consistency."""
     start = time.perf_counter()
     predictions = arm.predict(test, backend, bars.callback(arm.name, len(test)))
-    rows = prediction_rows(predictions, task.metric_names())
-    summary = summarize(rows, task.metric_names(), seed=task.splits.seed)
+    rows = prediction_rows(predictions, task.metric_names(), task)
+    judged = judge.score_rows(rows) if judge is not None and task.judge.rubric else None
+    summary = summarize(rows, task.metric_names(), seed=task.splits.seed, task=task)
+    if judged is not None:
+        summary["judge"] = judged
     summary["predict_s"] = time.perf_counter() - start
     if consistency and task.consistency.enabled:
         start = time.perf_counter()

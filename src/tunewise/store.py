@@ -200,6 +200,15 @@ class Store:
             info["warnings"] = list(dict.fromkeys(info.get("warnings", []) + warnings))
             self.db.execute("UPDATE runs SET info_json = ? WHERE id = ?", (json.dumps(info), run_id))
 
+    def set_info(self, run_id: str, key: str, value: Any) -> None:
+        """Add to a run's info what was measured across its arms (the judge's pairwise verdicts, its agreement
+        with human scores), so the report is rebuilt from the store."""
+        with self.db:
+            row = self.db.execute("SELECT info_json FROM runs WHERE id = ?", (run_id,)).fetchone()
+            info = json.loads(row["info_json"])
+            info[key] = value
+            self.db.execute("UPDATE runs SET info_json = ? WHERE id = ?", (json.dumps(info), run_id))
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         if run_id == "latest":
             row = self.db.execute("SELECT * FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()

@@ -76,7 +76,7 @@ class Retrieval(PromptArm):
         from ..knowledge import contains_answer
         for p in preds:
             p.latency_s += seconds / max(1, len(preds))  # retrieval is part of each request's cost
-            if self.task.type != "classification":
+            if self.task.type != "classification" and p.example.target is not None:
                 p.extra["retrieval_hit"] = contains_answer(self._found[p.example.input], p.example.target_text)
         return preds
 

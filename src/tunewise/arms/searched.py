@@ -145,7 +145,7 @@ class Searched(Arm):
 
     def _optimize(self, study, splits, dev, backend, space, left, ctx) -> None:
         import optuna
-        metric = get_metric(self.task.decision_metric()[0])
+        metric = get_metric(self.task.decision_metric()[0], self.task)
         rungs = sorted({max(1, len(dev) // 4), max(1, len(dev) // 2), len(dev)})
         advance = ctx.progress(f"{self.name} search", left)
         deadline = time.monotonic() + 60 * self.settings.max_minutes if self.settings.max_minutes else None
@@ -350,7 +350,7 @@ class _GepaAdapter:
 
     def __init__(self, arm: Searched, backend: Backend):
         self.arm, self.backend = arm, backend
-        self.metric = get_metric(arm.task.decision_metric()[0])
+        self.metric = get_metric(arm.task.decision_metric()[0], arm.task)
         self.propose_new_texts = None
 
     def evaluate(self, batch, candidate, capture_traces=False):

@@ -228,7 +228,7 @@ class TunedArm(_Prompted):
         rng = random.Random(self.seed)
         key = (lambda e: str(e.target)) if self.task.type == "classification" else None
         dev = _take(rng.sample(splits.dev, len(splits.dev)), self.config.train.eval_max, key, rng)
-        metric = get_metric(self.task.decision_metric()[0])
+        metric = get_metric(self.task.decision_metric()[0], self.task)
         prompter = self.prompter
         if self.task.type == "classification":
             prompter = copy.copy(prompter)
@@ -310,6 +310,6 @@ class Hybrid(_Prompted):
 
 
 def _dev_score(arm, backend: Backend, dev: list[Example], task: Task) -> float:
-    metric = get_metric(task.decision_metric()[0])
+    metric = get_metric(task.decision_metric()[0], task)
     preds = arm.predict(dev, backend)
     return metric.aggregate([p.parsed for p in preds], [e.target for e in dev])

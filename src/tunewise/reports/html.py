@@ -6,6 +6,7 @@ from .format import metric_cell, money, pct
 from .markdown import prompt_text
 from .model import ArmResult, RunReport
 from .plots import line_chart, pareto_front, scatter
+from .table import declared_lines
 from .terminal import headline
 
 SCORE_RANGE = (0.0, 1.0)  # every quality metric tunewise has is a share between 0 and 1
@@ -22,7 +23,7 @@ def render_html(report: RunReport) -> str:
         plots=plots(report), needs=report.data_needs, confusion=confusion,
         confusion_max=max(confusion.max_count, 1) if confusion else 1,
         arm_names=[a.name for a in report.main_arms()], main_arms=report.main_arms(), prompt_text=prompt_text,
-        headline=headline(report) if d else "", shown=shown)
+        headline=headline(report) if d else "", shown=shown, declared=declared_lines(report))
 
 
 def _prices(report: RunReport) -> dict:

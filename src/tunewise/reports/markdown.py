@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .format import md_cell, num
 from .model import RunReport
-from .table import table_rows
+from .table import declared_lines, table_rows
 
 
 def to_markdown(report: RunReport) -> str:
@@ -26,6 +26,9 @@ def to_markdown(report: RunReport) -> str:
     lines += _needs(report)
     lines += _decision(report)
     lines += _tests(report)
+    declared = declared_lines(report)
+    if declared:
+        lines += ["## Assertions and judge", ""] + [f"- {md_cell(line.strip())}" for line in declared] + [""]
     lines += ["## Prompts", ""]
     for arm in report.main_arms():
         lines += [f"### {arm.name}", "", "```", prompt_text(arm.prompt), "```", ""]

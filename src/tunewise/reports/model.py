@@ -43,6 +43,9 @@ class ArmSummary(_Model):
     retrieval_hit_rate: float | None = None  # retrieval arms: retrieved passages holding the answer
     consistency: Consistency | None = None
     predict_s: float | None = None  # wall time of the test split's predictions and scoring
+    # the judge's work on this arm's answers: calls, cached, tokens, seconds, unparsed verdicts, and the mean
+    # answer length beside its rank correlation with the scores (verbosity bias)
+    judge: dict[str, Any] | None = None
 
     @property
     def consistency_share(self) -> float | None:
@@ -117,6 +120,7 @@ class ArmCost(_Model):
     one_time: float          # training
     monthly: float | None    # at the stated volume; None when the task states none
     train_flops: float | None = None
+    judge: float | None = None  # judging this arm's test answers (an evaluation cost, not one per request)
 
 
 class Evidence(_Model):
@@ -280,6 +284,9 @@ class RunReport(_Model):
     disagreements: list[Disagreement] = []
     loss_curves: dict[str, list[tuple[int, float]]] = {}
     warnings: list[str] = []  # rows left out, prompts cut or past the context: never silent
+    judge: dict[str, Any] | None = None  # pairwise verdicts and agreement with human scores (the run's info)
+    # each assertion metric (and the judge's rubric), every pair of arms paired-tested on it
+    declared_tests: dict[str, list[Comparison]] = {}
 
     @property
     def metric(self) -> str:

@@ -50,3 +50,39 @@ def _eval_cell(arm) -> str:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
+
+
+def declared_lines(report: RunReport) -> list[str]:
+    """The closing note of a task scored by assertions or a judge: each arm's pass rates with 95% intervals,
+    the paired tests between the arms, the judge's pairwise verdicts and its agreement with human scores."""
+    names = list(report.declared_tests) or [m for m in ("assertions", "rubric") if m in report.metrics]
+    arms = report.main_arms()
+    if not names or not arms:
+        return []
+    lines = []
+    for name in names:
+        rates = "; ".join(f"{a.name} {metric_cell(a.summary.metrics.get(name))}" for a in arms)
+        lines.append(f"{name} ({'rubric score' if name == 'rubric' else 'pass rate'}, 95% CI): {rates}")
+        for c in report.declared_tests.get(name, []):
+            lines.append(f"  {c.b} − {c.a}: {c.diff:+.3f} ({c.low:+.3f} to {c.high:+.3f}), {c.description or c.test}, "
+                         f"p {c.p:.3g} (Holm {c.p_holm:.3g})")
+    for a in arms:
+        j = a.summary.judge
+        if j:
+            rho = "–" if j.get("length_correlation") is None else f"{j['length_correlation']:.2f}"
+            lines.append(f"judge on {a.name}: mean answer {j['mean_words']:.0f} words, rank correlation of score "
+                         f"with length {rho}; {j['unparsed']} of {j['calls']} verdicts unreadable, "
+                         f"{j['cached']} from the cache")
+    judge = report.judge or {}
+    for pair in judge.get("pairs", []):
+        lines.append(f"judge {judge.get('model')}, {pair['b']} against {pair['a']} on {pair['n']} items (both orders): "
+                     f"{pair['wins_b']} wins, {pair['wins_a']} losses, {pair['ties']} ties "
+                     f"({pair['order_disagreements']} where the orders disagreed); win rate {num(pair['win_rate_b'])} "
+                     f"({num(pair['low'])}–{num(pair['high'])}), sign test p {pair['p_value']:.3g}")
+    agreement = judge.get("agreement")
+    if agreement:
+        rho = "–" if agreement["spearman"] is None else f"{agreement['spearman']:.2f}"
+        verdict = "trusted" if agreement["trusted"] else "NOT trusted: its rubric scores should not decide"
+        lines.append(f"judge agreement with {agreement['n']} human scores: Spearman {rho} "
+                     f"(needed {agreement['min_agreement']:g}): {verdict}")
+    return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .format import num
 from .model import RunReport
-from .table import compare_rows, table_rows
+from .table import compare_rows, declared_lines, table_rows
 
 
 def escape(text: str) -> str:
@@ -67,6 +67,11 @@ def print_table(report: RunReport, out=None) -> None:
                 out.print(f"  → {escape(step)}", highlight=False)
         for mistake in d.mistakes:
             out.print(f"  [yellow]![/yellow] {escape(mistake.text)}", highlight=False)
+    declared = declared_lines(report)
+    if declared:
+        out.print("\n[bold]Assertions and judge[/bold]")
+        for line in declared:
+            out.print(escape(line), highlight=False)
 
 
 def headline(report: RunReport) -> str:
