@@ -66,7 +66,8 @@ def _contributions(report: RunReport) -> list[str]:
     lines = []
     for c in report.contributions:
         rows = [["both (the hybrid)", c.hybrid, num(c.value), "", ""]]
-        rows += [[p.role, p.arm, num(p.value), _gain(p), num(p.p_holm)] for p in c.parts]
+        rows += [[p.role, p.arm, num(p.value), _gain(p), "–" if p.p_holm is None else f"{p.p_holm:.3g}"]
+                 for p in c.parts]
         lines += [f"## What each part of {c.hybrid} added ({c.training})", ""]
         lines += _table(["part", "arm", report.metric, "hybrid − part (95% CI)", "Holm p"], rows) + [""]
         if c.steps:
