@@ -184,9 +184,12 @@ def test_learning_curve_adds_train_sizes_and_shot_counts(tmp_path):
         "arms": [{"type": "few_shot", "k": 4}, {"type": "lora"}],
         "learning_curve": {"sizes": [16, 64, "all"], "ks": [1, 4, 8], "min_passes": 100}})
     plan = {c.name or c.type: (c, curve) for c, curve in arm_plan(task)}
-    assert list(plan) == ["few_shot", "lora", "lora@16", "lora@64", "few_shot@k1", "few_shot@k8"]
+    # each k with three seeded example sets (draws); the arm itself is k=4's first
+    assert list(plan) == ["few_shot", "lora", "lora@16", "lora@64", "few_shot@k1", "few_shot@k1#1", "few_shot@k1#2",
+                          "few_shot@k4#1", "few_shot@k4#2", "few_shot@k8", "few_shot@k8#1", "few_shot@k8#2"]
     assert plan["lora@16"][0].train.train_size == 16 and plan["lora@16"][0].train.min_passes == 100
-    assert plan["few_shot@k8"][1] == {"of": "few_shot", "k": 8}
+    assert plan["few_shot@k8"][1] == {"of": "few_shot", "k": 8, "draw": 0}
+    assert plan["few_shot@k8#2"][0].draw == 2
 
 
 def test_references_between_arms_are_checked():
