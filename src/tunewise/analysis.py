@@ -12,12 +12,12 @@ from collections import Counter
 
 from .arms import arm_class, family, method
 from .costs import arm_costs, training_record
-from .decision import decide
+from .decision import Decider, decide, verdict
 from .framework import framework_table
 from .metrics import Metric, bootstrap_interval, declared_metrics, get_metric, metric_inputs, normalize_answer
 from .reports.model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, Contribution, DataNeeds,
-                            Disagreement, Evidence, MetricValue, Part, RunReport, SearchSummary, ShotPoint,
-                            TuningPoint)
+                            Disagreement, Evidence, MetricValue, Part, RunReport, SearchSummary, SeedSpread,
+                            ShotPoint, Stability, TuningPoint)
 from .stats import compare_all
 from .store import Store
 
@@ -43,6 +43,7 @@ def build_report(store: Store, run_id: str) -> RunReport:
     judge = report.config.get("judge") or {}
     report.costs = arm_costs(report.arms, report.prices, judge.get("model"))
     report.judge = report.info.get("judge")
+    report.stability = stability(store, report, rows)
     report.decision = decide(report)
     report.framework = framework_table(report)
     if report.config["type"] == "classification":
@@ -269,6 +270,72 @@ def _contribution_statement(c: Contribution, metric: str) -> str:
     return text
 
 
+# -- re-splits -------------------------------------------------------------------------
+def stability(store: Store, report: RunReport, rows: dict[str, list[dict]]) -> Stability | None:
+    """With splits.seeds: each arm's decision metric per seed, each seed's own verdict, and the pooled
+    evidence (every seed's test answers together, as one larger test set) that decides."""
+    seeds = report.config["splits"].get("seeds") or []
+    if len(seeds) < 2 or not rows:
+        return None
+    replicas = {(a.curve.of, a.curve.seed): a for a in report.arms
+                if a.curve is not None and a.curve.seed is not None and a.summary is not None}
+    by_seed = {seeds[0]: rows}
+    for seed in seeds[1:]:
+        by_seed[seed] = {name: store.predictions(report.run_id, replicas[name, seed].name) for name in rows
+                         if (name, seed) in replicas}
+    verdicts = {seed: verdict(Decider(report, _seed_evidence(report, seed, found, replicas)).decide(None))
+                for seed, found in by_seed.items() if found}
+    pooled = _pooled_evidence(report, by_seed)
+    out = Stability(seeds=seeds, metric=report.metric, arms=_spreads(report, seeds, replicas), verdicts=verdicts,
+                    pooled=pooled)
+    decided = verdict(Decider(report, pooled).decide(None))
+    out.agree = sum(v == decided for v in verdicts.values())
+    out.stable = out.agree == len(seeds)
+    what = "recommended" if decided in rows else "the verdict"
+    out.line = (f"{decided} {what} on {out.agree} of {len(seeds)} re-splits" if what == "recommended" else
+                f"{decided}: {what} on {out.agree} of {len(seeds)} re-splits")
+    return out
+
+
+def _seed_evidence(report: RunReport, seed: int, rows: dict[str, list[dict]], replicas: dict) -> Evidence:
+    """One seed's facts: its arms' stored metrics and their paired comparisons."""
+    main = {a.name: a for a in report.main_arms()}
+    arms = {name: main[name] if seed == report.config["splits"]["seed"] else replicas[name, seed] for name in rows}
+    first = next(iter(arms.values()))
+    return Evidence(basis=f"the {first.summary.n} test items of seed {seed}", n=first.summary.n,
+                    values={name: a.summary.metrics[report.metric] for name, a in arms.items()},
+                    comparisons=comparisons(report, rows))
+
+
+def _pooled_evidence(report: RunReport, by_seed: dict[int, dict[str, list[dict]]]) -> Evidence:
+    """The arms answered on every seed, their answers pooled (an item tested on two seeds counts twice:
+    re-splits overlap, so the pooled intervals are somewhat narrower than independent items would give)."""
+    names = [n for n in next(iter(by_seed.values())) if all(n in found for found in by_seed.values())]
+    pooled = {n: [dict(r, example_id=f"{seed}:{r['example_id']}") for seed, found in by_seed.items()
+                  for r in found[n]] for n in names}
+    preds, targets = _aligned(pooled)
+    metric, seed = get_metric(report.metric, report.config), report.config["splits"]["seed"]
+    values = {}
+    for name, answers in preds.items():
+        low, high = bootstrap_interval(metric, answers, targets, seed=seed)
+        values[name] = MetricValue(value=metric.aggregate(answers, targets), low=low, high=high)
+    return Evidence(basis=f"the {len(targets)} test answers of {len(by_seed)} re-splits pooled", n=len(targets),
+                    values=values, comparisons=comparisons(report, pooled))
+
+
+def _spreads(report: RunReport, seeds: list[int], replicas: dict) -> dict[str, SeedSpread]:
+    import statistics
+    out = {}
+    for arm in report.main_arms():
+        values = {seeds[0]: arm.value(report.metric)}
+        values.update({s: replicas[arm.name, s].value(report.metric) for s in seeds[1:] if (arm.name, s) in replicas})
+        known = [v for v in values.values() if v is not None]
+        out[arm.name] = SeedSpread(values=values, mean=statistics.fmean(known) if known else None,
+                                   sd=statistics.stdev(known) if len(known) > 1 else None,
+                                   low=min(known, default=None), high=max(known, default=None))
+    return out
+
+
 # -- prompt search ---------------------------------------------------------------------
 def search_summary(arm: ArmResult, metric: str) -> SearchSummary:
     """The search behind a searched arm, and whether its winner held up on test."""
@@ -343,7 +410,7 @@ def disagreements(rows: dict[str, list[dict]], limit: int = 500) -> list[Disagre
 # -- how much data fine-tuning needed -------------------------------------------------
 def data_needs(report: RunReport) -> DataNeeds | None:
     """The learning curves, and how many train examples fine-tuning needed to match prompting / the target."""
-    points = [a for a in report.arms if a.curve is not None and a.summary is not None]
+    points = [a for a in report.arms if a.curve is not None and a.curve.seed is None and a.summary is not None]
     if not points:
         return None
     metric = report.metric

@@ -81,16 +81,50 @@ def main() -> None:
     """Prompt engineering, fine-tuning, or both? Measured on your own task."""
 
 
+def _seed_list(ctx, param, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        seeds = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of seeds, e.g. 0,1,2") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{value!r}: seeds are distinct numbers, 0 or more")
+    return seeds
+
+
+def executor_options(command):
+    """--executor, --address and --seeds: where the units run, and the re-splits to repeat the comparison on."""
+    command = click.option("--seeds", callback=_seed_list,
+                           help="Repeat the comparison on these split seeds, e.g. 0,1,2 (splits.seeds).")(command)
+    command = click.option("--address", help="The Ray cluster for --executor ray (default: a local Ray).")(command)
+    return click.option("--executor", type=click.Choice(["local", "ray"]),
+                        help="Run arms, curve points and seeds here (local) or as Ray tasks (executor:).")(command)
+
+
+def _with_options(task, executor: str | None, address: str | None, seeds: list[int] | None):
+    """The task with the command line's executor and seeds in place of the file's."""
+    update = {}
+    if executor or address:
+        update["executor"] = task.executor.model_copy(update={k: v for k, v in
+                                                              (("type", executor), ("address", address)) if v})
+    if seeds:
+        update["splits"] = task.splits.model_copy(update={"seeds": seeds, "seed": seeds[0]})
+    return task.model_copy(update=update) if update else task
+
+
 @main.command("run")
 @click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--strict", is_flag=True, help="Treat leakage between splits as an error.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@executor_options
 @HOME_OPTION
 @friendly
-def run_command(task_file: Path, strict: bool, no_progress: bool, home: str) -> None:
+def run_command(task_file: Path, strict: bool, no_progress: bool, executor: str | None, address: str | None,
+                seeds: list[int] | None, home: str) -> None:
     """Run every arm of TASK_FILE and print the comparison table."""
     from .config import load_task
-    task = load_task(task_file)
+    task = _with_options(load_task(task_file), executor, address, seeds)
     _run_and_show(task, str(task_file), home, strict, not no_progress)
 
 
@@ -102,9 +136,11 @@ def run_command(task_file: Path, strict: bool, no_progress: bool, home: str) -> 
 @click.option("--task", "which", type=click.Choice(["word_sentiment", "explain"]), default="word_sentiment",
               show_default=True, help="word_sentiment: classification, prompting against fine-tuning; explain: "
                                       "open-ended explanations scored by assertions (needs tunewise[assert]).")
+@executor_options
 @HOME_OPTION
 @friendly
-def demo_command(no_progress: bool, quick: bool, write_task: Path | None, which: str, home: str) -> None:
+def demo_command(no_progress: bool, quick: bool, write_task: Path | None, which: str, executor: str | None,
+                 address: str | None, seeds: list[int] | None, home: str) -> None:
     """Run a bundled example on the embedded model (word sentiment unless --task says otherwise)."""
     from .demo import DEMOS, demo_task
     if write_task:
@@ -112,6 +148,7 @@ def demo_command(no_progress: bool, quick: bool, write_task: Path | None, which:
         return
     folder = "demo" if which == "word_sentiment" else f"demo-{which}"
     task, task_file = demo_task(Path(home) / folder, quick=quick, name=which)
+    task = _with_options(task, executor, address, seeds)
     _run_and_show(task, str(task_file), home, False, not no_progress)
 
 

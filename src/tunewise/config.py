@@ -108,6 +108,8 @@ class SplitConfig(Strict):
     dev: float = Field(0.2, ge=0, le=1)
     test: float = Field(0.2, gt=0, le=1)
     seed: int = Field(0, ge=0)
+    seeds: list[int] | None = Field(None, description="repeat the comparison on these re-splits (the first is "
+                                                      "the report's main split); the verdict states its stability")
     stratify: bool = True  # only for classification
     group_by: str | None = Field(None, description="a data field: rows sharing its value stay in one split "
                                                     "(no test group is seen in training)")
@@ -123,6 +125,43 @@ class SplitConfig(Strict):
         if total > 1.0 + 1e-9:
             raise ValueError(f"train + dev + test fractions add up to {total:g}, more than 1")
         return self
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("is empty; list the split seeds to repeat the comparison on, e.g. [0, 1, 2]")
+        if any(s < 0 for s in value):
+            raise ValueError("seeds must be 0 or more")
+        _distinct([str(s) for s in value], "seed")
+        return value
+
+    @model_validator(mode="after")
+    def _main_seed(self) -> "SplitConfig":
+        if self.seeds is None:
+            return self
+        if "seed" in self.model_fields_set and self.seed != self.seeds[0]:
+            raise FieldError(f"seed {self.seed} is not the first of seeds {self.seeds}: give seeds alone (the first "
+                             f"is the main split)", "seed")
+        self.seed = self.seeds[0]
+        return self
+
+    def all_seeds(self) -> list[int]:
+        """The split seeds the comparison runs on; the first is the main one."""
+        return list(self.seeds) if self.seeds else [self.seed]
+
+
+class ExecutorConfig(Strict):
+    """Where the independent units of a run (arms, curve points, seeds) run; results are the same either way."""
+    type: Literal["local", "ray"] = Field("local", description="local: one after another in this process; "
+                                                               "ray: as Ray tasks (pip install 'tunewise[ray]')")
+    address: str | None = Field(None, description="a Ray cluster (ray://host:10001, auto); default: a local "
+                                                  "Ray instance on this machine's cores")
+    cpus: float = Field(1, gt=0, description="CPUs each unit asks for")
+    gpus: float = Field(0, ge=0, description="GPUs each unit asks for (0 on CPU-only clusters)")
+    memory_gb: float | None = Field(None, gt=0, description="memory each unit asks for; default: no reservation")
 
 
 class GenerationConfig(Strict):
@@ -469,7 +508,13 @@ class Task(Strict):
     target: Target | None = Field(None, description="the quality the user needs, e.g. accuracy 0.9")
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
     prices: Prices = Field(default_factory=Prices)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     base_dir: str = Field(".", description="relative data paths resolve against this directory")
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor_name(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value  # `executor: ray`
 
     @field_validator("constraints", mode="before")
     @classmethod
@@ -707,7 +752,16 @@ class Task(Strict):
         name, why = self.decision_metric()
         out["decision_metric"] = {"name": name, "why": why}
         out["arms"] = [dict(a, name=arm_name(arm)) for a, arm in zip(out["arms"], self.arms)]
+        if self.splits.seeds is None:
+            del out["splits"]["seeds"]  # one seed: the configuration (and its hash) as before seeds existed
+        if self.executor == ExecutorConfig():
+            del out["executor"]
         return out
+
+    def on_seed(self, seed: int) -> "Task":
+        """The same task on the re-split of this seed (every seeded choice follows the split seed)."""
+        splits = self.splits.model_copy(update={"seed": seed, "seeds": None})
+        return self.model_copy(update={"splits": splits})
 
 
 def _arm_union(configs: list[type[ArmSettings]]) -> None:

@@ -26,6 +26,8 @@ def evidence(report: RunReport) -> tuple[Evidence | None, str | None]:
     everything = Evidence(basis=f"all {main[0].summary.n if main else 0} test items", n=main[0].summary.n if main else 0,
                           values={a.name: a.summary.metrics[report.metric] for a in main},
                           comparisons=report.comparisons)
+    if report.stability is not None:
+        everything = report.stability.pooled  # re-splits: every seed's answers decide together
     leak = report.info.get("leakage") or {}
     total = leak.get("test_items") or everything.n
     if not report.leaked or not total or report.leaked / total <= LEAK_SHARE:
@@ -347,7 +349,28 @@ def decide(report: RunReport) -> Decision:
     facts, note = evidence(report)
     if facts is None:
         return withheld(report, note)
-    return Decider(report, facts).decide(note)
+    decision = Decider(report, facts).decide(note)
+    if report.stability is not None:
+        _state_stability(decision, report.stability)
+    return decision
+
+
+def verdict(decision: Decision) -> str:
+    """A verdict in a word: the arm recommended, or why none was."""
+    return decision.recommended or decision.kind or "none"
+
+
+def _state_stability(decision: Decision, stability) -> None:
+    """Say how many re-splits reach the pooled verdict; when not all do, the verdict says it is tentative
+    first, so no later line reads as firmer than the evidence."""
+    decision.stability = stability.line
+    if stability.stable:
+        return
+    others = "; ".join(f"seed {seed}: {v}" for seed, v in stability.verdicts.items() if v != verdict(decision))
+    decision.stability += (f". Not stable: the verdict changes with the split ({others}); it is the pooled "
+                           f"evidence's, and tentative: add test items or seeds before relying on it")
+    decision.reasons.insert(0, f"Not stable across re-splits: {stability.line} ({others}). Decided on the pooled "
+                               f"evidence of all {len(stability.seeds)} re-splits; treat it as tentative.")
 
 
 def withheld(report: RunReport, note: str) -> Decision:

@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Callable
 
 from .analysis import build_report
-from .arms import ArmContext, build, family
+from .arms import family
 from .backends import Backend, make_backend
 from .backends.cached import CachedBackend
 from .checks import check_before_running
 from .config import Task, arm_name
-from .consistency import measure as measure_consistency
 from .data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
 from .errors import RunError
-from .evaluate import prediction_rows, summarize
 from .reports import RunReport, write_reports
 from .store import Store
 
@@ -36,6 +34,7 @@ class RunResult:
     summaries: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     report: RunReport | None = None  # what the reports were written from
+    unit_seconds: dict[str, float] = field(default_factory=dict)  # each unit run now, preparation included
 
 
 class _Bars:
@@ -73,6 +72,7 @@ class _Bars:
 def config_hash(task: Task) -> str:
     config = task.resolved()
     config.pop("base_dir", None)
+    config.pop("executor", None)  # where units run changes no result: a run resumes on either executor
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -113,7 +113,8 @@ def _run(task, store, home, progress, backend_factory, task_file, log, examples,
     log(f"{'resuming' if resumed else 'run'} {run_id}: train {len(splits.train)}, dev {len(splits.dev)}, "
         f"test {len(splits.test)}")
     try:
-        summaries = _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits, examples)
+        summaries, seconds = _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits,
+                                       examples)
     except KeyboardInterrupt:
         _mark(store, run_id, "interrupted")
         raise
@@ -127,7 +128,7 @@ def _run(task, store, home, progress, backend_factory, task_file, log, examples,
     store.finish_run(run_id)
     report = build_report(store, run_id)
     paths = write_reports(report, home / "runs" / run_id)
-    return RunResult(run_id, store.path, paths, summaries, warnings, report)
+    return RunResult(run_id, store.path, paths, summaries, warnings, report, seconds)
 
 
 def _mark(store: Store, run_id: str, status: str) -> None:
@@ -140,73 +141,52 @@ def _mark(store: Store, run_id: str, status: str) -> None:
 
 
 def _run_arms(task, store, run_id, home, progress, backend_factory, log, labels, splits,
-              examples=()) -> dict[str, dict]:
-    make = backend_factory or (lambda model: make_backend(model, device=task.device, batch_size=task.batch_size,
-                                                          endpoints=task.endpoints))
+              examples) -> tuple[dict[str, dict], dict[str, float]]:
+    from .executor import Setup, arm_config, plan_units
+    make = _once(backend_factory or (lambda model: make_backend(model, device=task.device,
+                                                                batch_size=task.batch_size, endpoints=task.endpoints)))
     plan = arm_plan(task)
-    configs = {arm_name(c): c for c, _ in plan}
-    base: dict[str, Backend] = {}
-    cached: dict[str, CachedBackend] = {}
-    arms: dict = {}
-    summaries = {}
+    units = plan_units(task, plan)
+    summaries = {u.name: _stored_summary(store, run_id, u.name) for u in units
+                 if store.arm_status(run_id, u.name) == "done"}
+    pending = [u for u in units if u.name not in summaries]
+    seconds: dict[str, float] = {}
+    seeds = {u.seed for u in pending}
+    by_seed = {seed: splits if seed == task.splits.seed else make_splits(task.on_seed(seed), examples)
+               for seed in seeds}
+    setup = Setup(task, labels, by_seed, plan, home, make, run_id if task.cache == "measure" else "")
+
+    def on_start(unit, arm) -> None:
+        store.start_arm(run_id, unit.name, unit.position, arm_config(unit.config), arm.prompt_template(),
+                        arm.training, unit.curve)
+
+    def on_done(result) -> None:
+        store.start_arm(run_id, result.name, result.position, result.config, result.prompt, result.training,
+                        result.curve)  # a no-op locally; a Ray unit's first write
+        store.save_predictions(run_id, result.name, result.rows)
+        store.finish_arm(run_id, result.name, result.summary, result.wall_s)
+        _warn_long_prompts(store, run_id, result.model, result.name, result.rows, task, log)
+        _warn_verbose_judge(store, run_id, result.name, result.summary, log)
+        summaries[result.name] = result.summary
+        seconds[result.name] = result.unit_s
+
+    _warn_self_preference(task, store, run_id, log)
     with _Bars(progress) as bars:
-        def base_backend(model: str) -> Backend:
-            if model not in base:
-                base[model] = make(model)
-            return base[model]
-
-        def prepared(name: str):
-            if name not in arms:
-                arm = build(configs[name], task, labels, configs)
-                arm.prepare(splits, ctx)
-                arms[name] = arm
-            return arms[name]
-
-        def cache(backend: Backend) -> CachedBackend:
-            """One store-cached wrapper per model: answers saved as they come, reruns answered from the store."""
-            if backend.model_key not in cached:
-                cached[backend.model_key] = CachedBackend(backend, store,
-                                                          scope=run_id if task.cache == "measure" else "")
-            return cached[backend.model_key]
-
-        def cached_backend(model: str) -> Backend:
-            return cache(base_backend(model))
-
-        ctx = ArmContext(home=home, base_backend=base_backend, progress=bars.callback, prepared=prepared,
-                         backend=cached_backend, log=log, cache=cache)
-        judge = _judge(task, cached_backend, store, run_id, log)
-        for position, (config, curve) in enumerate(plan):
-            name = arm_name(config)
-            if store.arm_status(run_id, name) == "done":
-                summaries[name] = _stored_summary(store, run_id, name)
-                continue
-            arm = prepared(name)
-            store.start_arm(run_id, name, position, _arm_config(config), arm.prompt_template(),
-                            arm.training, curve)
-            start = time.perf_counter()
-            rows, summaries[name] = _evaluate(arm, splits.test, cache(arm.backend or base_backend(arm.model)), task,
-                                              bars, consistency=curve is None, judge=judge)
-            store.save_predictions(run_id, name, rows)
-            store.finish_arm(run_id, name, summaries[name], time.perf_counter() - start)
-            _warn_long_prompts(store, run_id, arm, rows, task, log)
-            _warn_verbose_judge(store, run_id, name, summaries[name], log)
-        if judge is not None:
-            _judge_across_arms(judge, task, store, run_id, examples, log)
-    return summaries
+        _executor(task, log).run(pending, setup, store, bars, log, on_start, on_done)
+    _judge_across_arms(task, make, setup.scope, store, run_id, examples, log)
+    return {u.name: summaries[u.name] for u in units if u.name in summaries}, seconds
 
 
-def _judge(task: Task, cached_backend, store: Store, run_id: str, log):
-    """The task's judge on its store-cached backend (a rerun asks it nothing twice), or None."""
+def _warn_self_preference(task: Task, store: Store, run_id: str, log) -> None:
+    """A judge that is also a judged arm's model tends to prefer that model's answers: say so."""
     if task.judge is None:
-        return None
-    from .judge import Judge
+        return
     judged = [arm_name(a) for a in task.arms if (a.model or task.model) == task.judge.model]
     if judged:
         text = (f"warning: the judge {task.judge.model!r} is also the model of arm(s) {', '.join(judged)}: a judge "
                 f"tends to prefer its own model's answers (self-preference); judge with another model")
         log(text)
         store.add_warnings(run_id, [text])
-    return Judge(task.judge, task, cached_backend(task.judge.model))
 
 
 def _warn_verbose_judge(store: Store, run_id: str, name: str, summary: dict, log) -> None:
@@ -218,9 +198,13 @@ def _warn_verbose_judge(store: Store, run_id: str, name: str, summary: dict, log
         store.add_warnings(run_id, [text])
 
 
-def _judge_across_arms(judge, task: Task, store: Store, run_id: str, examples, log) -> None:
+def _judge_across_arms(task: Task, make, scope: str, store: Store, run_id: str, examples, log) -> None:
     """Pairwise verdicts on the task's pairs, and the judge's agreement with human scores: stored in the run's
-    info, the raw answers with them."""
+    info, the raw answers with them. The judge asks through the store's cache, so a rerun asks it nothing."""
+    if task.judge is None or not (task.judge.pairs or task.judge.human_score):
+        return
+    from .judge import Judge
+    judge = Judge(task.judge, task, CachedBackend(make(task.judge.model), store, scope=scope))
     record: dict = {"model": task.judge.model}
     for a, b in task.judge.pairs:
         record.setdefault("pairs", []).append(judge.compare(a, b, store.predictions(run_id, a),
@@ -238,39 +222,44 @@ def _judge_across_arms(judge, task: Task, store: Store, run_id: str, examples, l
     store.set_info(run_id, "judge", record)
 
 
-def _warn_long_prompts(store: Store, run_id: str, arm, rows: list[dict], task: Task, log) -> None:
+def _once(make: Callable[[str], Backend]) -> Callable[[str], Backend]:
+    """One backend per model for the run: the units here and the judge's pairwise pass share a loaded model."""
+    made: dict[str, Backend] = {}
+
+    def once(model: str) -> Backend:
+        if model not in made:
+            made[model] = make(model)
+        return made[model]
+    return once
+
+
+def _executor(task: Task, log):
+    """The task's executor; without Ray installed, the local one (with a note)."""
+    from .executor import LocalExecutor
+    if task.executor.type == "local":
+        return LocalExecutor()
+    from importlib.util import find_spec
+    if find_spec("ray") is None:
+        log("note: executor ray needs Ray (pip install 'tunewise[ray]'); running the units here, one after another")
+        return LocalExecutor()
+    from .ray_executor import RayExecutor
+    return RayExecutor(task.executor)
+
+
+def _warn_long_prompts(store: Store, run_id: str, model: str, name: str, rows: list[dict], task: Task, log) -> None:
     """A prompt past the model's context is answered unreliably (positions it never saw, or cut): say so."""
-    if arm.model in task.endpoints or arm.model == "fake" or arm.model.startswith("fake:"):
+    if model in task.endpoints or model == "fake" or model.startswith("fake:"):
         return
     from .models import context_length
-    limit = context_length(arm.model)
+    limit = context_length(model)
     if limit is None:
         return
     long = sum(r["input_tokens"] + task.generation.max_tokens > limit for r in rows)
     if long:
-        text = (f"warning: arm {arm.name!r}: {long} of {len(rows)} prompts and their answers run past the model's "
+        text = (f"warning: arm {name!r}: {long} of {len(rows)} prompts and their answers run past the model's "
                 f"context of {limit} tokens; their answers are unreliable (shorten the inputs or the examples)")
         log(text)
         store.add_warnings(run_id, [text])
-
-
-def _evaluate(arm, test, backend, task: Task, bars: _Bars, consistency: bool, judge=None) -> tuple[list[dict], dict]:
-    """Predict the test split, score it (the judge too, when the task has a rubric), and (for the main arms)
-    measure consistency."""
-    start = time.perf_counter()
-    predictions = arm.predict(test, backend, bars.callback(arm.name, len(test)))
-    rows = prediction_rows(predictions, task.metric_names(), task)
-    judged = judge.score_rows(rows) if judge is not None and task.judge.rubric else None
-    summary = summarize(rows, task.metric_names(), seed=task.splits.seed, task=task)
-    if judged is not None:
-        summary["judge"] = judged
-    summary["predict_s"] = time.perf_counter() - start
-    if consistency and task.consistency.enabled:
-        start = time.perf_counter()
-        summary["consistency"] = measure_consistency(arm, test, backend, task,
-                                                     bars.callback(f"{arm.name} consistency", 2))
-        summary["consistency"]["seconds"] = time.perf_counter() - start
-    return rows, summary
 
 
 def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
@@ -310,10 +299,6 @@ def _find(task: Task, name: str | None, arm_family: str, arm_type: str | None = 
         if family(arm.type) == arm_family and arm_type in (None, arm.type) and name in (None, arm_name(arm)):
             return arm
     return None
-
-
-def _arm_config(config) -> dict:
-    return dict(config.model_dump(mode="json"), name=arm_name(config))
 
 
 def _open_run(store: Store, task: Task, examples, splits: Splits, labels, leak, task_file,

@@ -305,6 +305,11 @@ class Store:
                 found[row["key"]] = json.loads(row["response_json"])
         return found
 
+    def cache_snapshot(self) -> dict[str, dict]:
+        """Every cached answer by key: what Ray workers on machines that cannot read the store start from."""
+        return {row["key"]: json.loads(row["response_json"]) for row in self.db.execute(
+            "SELECT key, response_json FROM cache")}
+
     def cache_put(self, model_key: str, kind: str, items: list[tuple[str, Any]]) -> None:
         """Store finished responses; one transaction per batch, so an interrupt loses at most a batch."""
         now = time.time()

@@ -123,7 +123,9 @@ class TunedArm(_Prompted):
     def prepare(self, splits: Splits, ctx: ArmContext) -> None:
         from ..backends.local import LocalBackend
         from ..models import load_adapter, load_saved
-        base = ctx.base_backend(self.model)
+        base = serving = ctx.base_backend(self.model)
+        if type(base).__name__ == "VLLMBackend":  # trained with transformers, the adapter served by vLLM
+            base = ctx.base_backend(self.model.removeprefix("vllm:"))
         if not isinstance(base, LocalBackend):
             raise TunewiseError(f"arm {self.name!r}: fine-tuning needs a local model, not {self.model!r}",
                                 field="model")
@@ -143,6 +145,8 @@ class TunedArm(_Prompted):
         if getattr(self.prompter, "training", None):  # a searched prompt: its search, for the report and export
             self.training["search"] = self.prompter.training
         self.backend = LocalBackend.sharing(base, model, f"{base.model_key}+{self.config.type}:{key}")
+        if serving is not base and self.config.type == "lora":
+            self.backend = serving.with_adapter(str(self.out_dir / "adapter"), f"{self.config.type}:{key}")
 
     def train_examples(self, splits: Splits) -> list[Example]:
         size = self.config.train.train_size

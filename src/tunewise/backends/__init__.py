@@ -11,11 +11,14 @@ __all__ = ["Backend", "ChoiceScores", "FakeBackend", "Generation", "GenParams", 
 
 def make_backend(model: str, *, device: str = "auto", batch_size: int = 16, endpoints: dict | None = None) -> Backend:
     """An endpoint's name (OpenAI-compatible server), `fake` (tests), `smollm2-135m` (embedded),
-    or any Hugging Face id or local directory."""
+    `vllm:ID` (vLLM on a GPU machine), or any Hugging Face id or local directory."""
     if endpoints and model in endpoints:
         return remote_backend(endpoints[model])
     if model == "fake" or model.startswith("fake:"):
         return FakeBackend(name=model)
+    if model.startswith("vllm:"):
+        from .vllm import VLLMBackend
+        return VLLMBackend(model.removeprefix("vllm:"))
     from .local import LocalBackend
     return LocalBackend(model, device=device, batch_size=batch_size)
 

@@ -23,7 +23,16 @@ def render_html(report: RunReport) -> str:
         plots=plots(report), needs=report.data_needs, confusion=confusion,
         confusion_max=max(confusion.max_count, 1) if confusion else 1,
         arm_names=[a.name for a in report.main_arms()], main_arms=report.main_arms(), prompt_text=prompt_text,
-        headline=headline(report) if d else "", shown=shown, declared=declared_lines(report))
+        headline=headline(report) if d else "", shown=shown, declared=declared_lines(report),
+        stability=_stability(report))
+
+
+def _stability(report: RunReport) -> dict | None:
+    if report.stability is None:
+        return None
+    from .table import seed_verdicts, stability_rows
+    header, rows = stability_rows(report)
+    return {"header": header, "rows": rows, "verdicts": seed_verdicts(report)}
 
 
 def _prices(report: RunReport) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .format import md_cell, num
 from .model import RunReport
-from .table import declared_lines, table_rows
+from .table import declared_lines, seed_verdicts, stability_rows, table_rows
 
 
 def to_markdown(report: RunReport) -> str:
@@ -25,6 +25,7 @@ def to_markdown(report: RunReport) -> str:
     lines += _contributions(report)
     lines += _needs(report)
     lines += _decision(report)
+    lines += _stability(report)
     lines += _tests(report)
     declared = declared_lines(report)
     if declared:
@@ -114,6 +115,8 @@ def _decision(report: RunReport) -> list[str]:
     if not d:
         return []
     lines = [f"## {headline(report)}", "", f"Decided on {report.metric} ({report.metric_why}), over {d.basis}.", ""]
+    if d.stability:
+        lines += [f"**Stability:** {d.stability}.", ""]
     lines += [f"{i}. {reason}" for i, reason in enumerate(d.reasons, start=1)] + [""]
     if d.next_steps:
         lines += ["Next steps:", ""] + [f"- {step}" for step in d.next_steps] + [""]
@@ -124,6 +127,17 @@ def _decision(report: RunReport) -> list[str]:
         lines += _table(["", *report.framework.columns], [[r.label, *r.cells] for r in report.framework.rows])
         lines += [""]
     return lines
+
+
+def _stability(report: RunReport) -> list[str]:
+    if report.stability is None:
+        return []
+    header, rows = stability_rows(report)
+    return ([f"## Across re-splits ({report.metric})", "",
+             f"The comparison repeated on {len(report.stability.seeds)} splits of the same data (splits.seeds)"
+             f"{'; the learning curve ran on the first' if report.data_needs else ''}. Verdict on each split alone: "
+             f"{seed_verdicts(report)}.", ""]
+            + _table(header, rows) + [""])
 
 
 def _tests(report: RunReport) -> list[str]:

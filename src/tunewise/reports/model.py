@@ -57,10 +57,12 @@ class ArmSummary(_Model):
 
 
 class CurvePoint(_Model):
+    """A stored row that varies arm `of`: a learning-curve point (size or k) or the arm on a re-split (seed)."""
     of: str                 # the arm this learning-curve point belongs to
     size: int | None = None  # train examples (fine-tuning)
     k: int | None = None     # examples in the prompt (few-shot)
     draw: int | None = None  # which seeded set of examples (few-shot)
+    seed: int | None = None  # the split seed of a re-split (splits.seeds)
 
 
 class ArmResult(_Model):
@@ -82,7 +84,8 @@ class ArmResult(_Model):
 
     @property
     def main(self) -> bool:
-        """A finished arm of the task (not a learning-curve point): the arms that are compared."""
+        """A finished arm of the task on the main split (not a learning-curve point nor a re-split): the arms
+        that are compared."""
         return self.summary is not None and self.curve is None
 
     def value(self, metric: str) -> float | None:
@@ -151,6 +154,28 @@ class Mistake(_Model):
     against: list[str] = []
 
 
+class SeedSpread(_Model):
+    """One arm's decision metric on each re-split."""
+    values: dict[int, float | None]   # seed -> value
+    mean: float | None
+    sd: float | None                  # sample standard deviation across seeds
+    low: float | None                 # the lowest and highest seed's value
+    high: float | None
+
+
+class Stability(_Model):
+    """The comparison repeated on re-splits: each arm's metric per seed, each seed's verdict, and the
+    pooled evidence the verdict is decided on."""
+    seeds: list[int]
+    metric: str
+    arms: dict[str, SeedSpread]
+    verdicts: dict[int, str]          # seed -> the arm recommended on that split alone (or why none was)
+    pooled: Evidence                  # every seed's test answers together
+    agree: int = 0                    # seeds whose verdict is the pooled verdict
+    stable: bool = True
+    line: str = ""                    # e.g. "lora recommended on 3 of 3 re-splits"
+
+
 class Decision(_Model):
     recommended: str | None
     kind: str | None         # prompting | fine-tuning | hybrid | retrieval | nothing meets the target | withheld
@@ -162,6 +187,7 @@ class Decision(_Model):
     reasons: list[str]
     next_steps: list[str] = []
     mistakes: list[Mistake] = []
+    stability: str | None = None  # across re-splits: "lora recommended on 3 of 3 re-splits" (and what that means)
 
 
 class FrameworkRow(_Model):
@@ -283,6 +309,7 @@ class RunReport(_Model):
     contributions: list[Contribution] = []
     disagreements: list[Disagreement] = []
     loss_curves: dict[str, list[tuple[int, float]]] = {}
+    stability: Stability | None = None  # splits.seeds: the comparison on each re-split
     warnings: list[str] = []  # rows left out, prompts cut or past the context: never silent
     judge: dict[str, Any] | None = None  # pairwise verdicts and agreement with human scores (the run's info)
     # each assertion metric (and the judge's rubric), every pair of arms paired-tested on it

@@ -25,6 +25,23 @@ def table_rows(report: RunReport) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def stability_rows(report: RunReport) -> tuple[list[str], list[list[str]]]:
+    """Re-splits: each arm's decision metric per seed, its mean and spread, and the pooled value."""
+    st = report.stability
+    header = ["arm"] + [f"seed {s}" for s in st.seeds] + ["mean", "sd", "range", "pooled (95% CI)"]
+    rows = []
+    for name, spread in st.arms.items():
+        rows.append([name] + [num(spread.values.get(s)) for s in st.seeds] + [
+            num(spread.mean), num(spread.sd), f"{num(spread.low)}–{num(spread.high)}",
+            metric_cell(st.pooled.values.get(name))])
+    return header, rows
+
+
+def seed_verdicts(report: RunReport) -> str:
+    """Each re-split's own verdict, in one line."""
+    return "; ".join(f"seed {seed}: {v}" for seed, v in report.stability.verdicts.items())
+
+
 def compare_rows(a: RunReport, b: RunReport) -> tuple[list[str], list[list[str]]]:
     """Arms of two runs side by side on the first run's decision metric."""
     metric = a.metric

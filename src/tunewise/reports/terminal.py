@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .format import num
 from .model import RunReport
-from .table import compare_rows, declared_lines, table_rows
+from .table import compare_rows, declared_lines, seed_verdicts, stability_rows, table_rows
 
 
 def escape(text: str) -> str:
@@ -55,10 +55,16 @@ def print_table(report: RunReport, out=None) -> None:
     if report.framework:
         out.print(_rich_table("The framework's table, measured on this task", ["", *report.framework.columns],
                               [[row.label, *row.cells] for row in report.framework.rows], left=99, wrap=True))
+    if report.stability is not None:
+        header, rows = stability_rows(report)
+        out.print(_rich_table(f"Across re-splits ({report.metric})", header, rows, left=1))
+        out.print(f"Verdict on each split alone: {escape(seed_verdicts(report))}", highlight=False)
     d = report.decision
     if d:
         out.print(f"\n[bold]{headline(report)}[/bold]", highlight=False)
         out.print(f"Decided on {report.metric} ({report.metric_why}), over {d.basis}.", highlight=False)
+        if d.stability:
+            out.print(f"Stability: {escape(d.stability)}.", highlight=False)
         for i, reason in enumerate(d.reasons, start=1):
             out.print(f"  {i}. {escape(reason)}", highlight=False)
         if d.next_steps:
