@@ -90,7 +90,7 @@ def main() -> None:
     print("| executor | wall s | units | sum of unit s |\n|---|---|---|---|")
     for m in (local, remote):
         print(f"| {m['executor']} (2 cores) | {m['wall_s']:.0f} | {len(m['unit_s'])} | {sum(m['unit_s'].values()):.0f} |")
-    print(f"\nRay overhead on the same cores: {remote['wall_s'] / local['wall_s'] - 1:+.0%} wall time; "
+    print(f"\nRay against local on the same cores: {remote['wall_s'] / local['wall_s'] - 1:+.0%} wall time; "
           f"fixed cost O = {overhead:.0f} s, critical path C = {chain:.0f} s, total S = {total:.0f} s")
     print("projected on N one-CPU workers, T(N) = O + max(C, S/N): " +
           ", ".join(f"N={n}: {t:.0f} s" for n, t in projected.items()))
