@@ -62,11 +62,11 @@ def test_one_label_for_every_input_is_caught_and_told_apart_from_copying(tmp_pat
     [warning] = [w for w in biased.warnings if "answered 'positive' to 100%" in w]
     # random shots are the same in every prompt: the last one's label decides which explanation applies
     last = biased.arms[0].prompt[-2]["content"]
-    expected = "the last example's label copied" if last == "positive" else "a bias of the model"
+    expected = "cannot be told apart" if last == "positive" else "a bias of the model"
     assert expected in warning
     copying = few_shot_run(tmp_path, many_words, copies_the_last_example, "random")
     [warning] = [w for w in copying.warnings if "answered" in w]
-    assert "the last example's label copied" in warning
+    assert "the last example's label copied, or a bias towards it" in warning
 
 
 def part(role, arm, value, gain, low, high, p, significant):

@@ -94,7 +94,8 @@ def one_label(rows: list[dict], share: float = 0.95) -> str | None:
     last = [_last_example(r["messages"]) for r in rows]
     if all(last) and len(set(last)) == 1:  # the same examples in every prompt
         text += (f"; every prompt's last example is labelled {last[0]!r}, so this is " +
-                 ("the last example's label copied" if last[0].lower() == str(label).lower() else
+                 ("the last example's label copied, or a bias towards it: with the same examples in every "
+                  "prompt the two cannot be told apart" if last[0].lower() == str(label).lower() else
                   "not the last example copied but a bias of the model towards one label once examples are shown"))
     return text
 
