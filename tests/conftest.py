@@ -46,7 +46,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_backend(tiny_model_dir):
     from tunewise.backends.local import LocalBackend
-    return LocalBackend(str(tiny_model_dir), device="cpu", batch_size=4)
+    device = os.environ.get("TUNEWISE_TEST_DEVICE", "cpu")
+    if device == "cpu":
+        return LocalBackend(str(tiny_model_dir), device="cpu", batch_size=4)
+    # TUNEWISE_TEST_DEVICE=cuda: the backend's GPU code paths, in float32 so that the exact comparisons hold
+    # (a GPU backend loads bfloat16 by default); CI has no GPU
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).to(device).eval()
+    return LocalBackend(str(tiny_model_dir), device=device, batch_size=4, model_obj=model)
 
 
 WORDS = [("happy", "positive"), ("sad", "negative"), ("joy", "positive"), ("awful", "negative"),

@@ -21,7 +21,7 @@ def msgs(word, shots=()):
 def naive_logprob(backend, messages, choice):
     """Sum of log p(choice tokens | prompt) from one plain forward pass over the whole sequence."""
     prompt, cont = backend.encode(messages), backend.choice_ids(choice)
-    ids = torch.tensor([prompt + cont])
+    ids = torch.tensor([prompt + cont], device=backend.model.device)
     with torch.no_grad():
         logits = backend.model(input_ids=ids).logits[0].float().log_softmax(-1)
     return sum(logits[len(prompt) + t - 1, tok].item() for t, tok in enumerate(cont))

@@ -7,6 +7,7 @@ from tunewise.analysis import _contribution_statement, build_report
 from tunewise.backends import FakeBackend
 from tunewise.reports.markdown import to_markdown
 from tunewise.reports.model import Contribution, Part
+from tunewise.reports.table import table_rows
 from tunewise.store import Store
 
 @pytest.fixture
@@ -125,6 +126,9 @@ def test_alternation_searches_trains_and_searches_again(alternating, tmp_path):
         assert p.gain == pytest.approx(contribution.value - p.value)
     text = to_markdown(report)
     assert "What each part of hybrid added (matched)" in text and "prompt searched again on the tuned model" in text
+    header, rows = table_rows(report)  # the hybrid trained its own adapter: the table shows its seconds
+    row = next(r for r in rows if r[0] == "hybrid")
+    assert row[header.index("train s")] == f"{hybrid['wall_s']:.0f}"
 
 
 def test_a_rerun_of_an_alternating_hybrid_sends_nothing_again(alternating, tmp_path):

@@ -19,6 +19,7 @@ def check_before_running(task: Task, splits: Splits, task_file: str) -> list[str
     local = _check_models(task, task_file)
     if local:
         _check_device(task.device, task_file)
+        _check_processes(task, task_file)
     return _unused_prices(task)
 
 
@@ -113,6 +114,25 @@ def _check_judge_model(task: Task, task_file: str) -> bool:
     if problem:
         raise TaskFileError(problem, file=task_file, field="judge.model")
     return True
+
+
+def _check_processes(task: Task, task_file: str) -> None:
+    """train.processes: n launches n data-parallel processes, on GPUs 0..n-1 where there are GPUs."""
+    for i, arm in enumerate(task.arms):
+        processes = getattr(getattr(arm, "train", None), "processes", "auto")
+        if processes == "auto" or processes == 1 or task.device == "cpu":
+            continue
+        field = f"arms.{i}.train.processes"
+        if task.device not in ("auto", "cuda"):
+            raise TaskFileError(f"arm {arm_name(arm)!r}: {processes} processes train on GPUs 0 to {processes - 1}, "
+                                f"not on device {task.device!r} alone; use device: cuda, or processes: 1",
+                                file=task_file, field=field)
+        import torch
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if processes > count and (count or task.device == "cuda"):
+            raise TaskFileError(f"arm {arm_name(arm)!r}: {processes} training processes asked for, one per GPU, "
+                                f"but this machine has {count} GPU(s); use processes: auto", file=task_file,
+                                field=field)
 
 
 def _check_device(device: str, task_file: str) -> None:

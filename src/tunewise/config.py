@@ -214,6 +214,10 @@ class TrainSettings(Strict):
     min_passes: int = Field(0, ge=0, description="repeat epochs until this many examples were seen")
     max_epochs: int = Field(10, gt=0, description="cap on epochs added by min_passes")
     seed: int | None = Field(None, ge=0, description="defaults to the split seed")
+    processes: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field(
+        "auto", description="data-parallel training processes (accelerate, DDP): auto is one per visible GPU "
+                            "when there are several, else one (in this process); a number on CPU runs that "
+                            "many CPU processes")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="bfloat16: mixed precision (bf16 matrix products; float32 weights, gradients and "
                             "optimizer); auto: bfloat16 where the hardware has it natively, else float32")

@@ -10,6 +10,7 @@ Inputs keep TRL's vocabulary: prompt/completion rows, loss on the completion onl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -85,7 +86,7 @@ class SFTTrainer:
 
     def __init__(self, model, args: TrainSettings, examples: list[SFTExample], *, out_dir: Path,
                  evaluate: Callable[[Any], float] | None = None, pad_id: int = 0, device: str = "cpu",
-                 progress: Callable[[int, str], None] | None = None):
+                 progress: Callable[[int, str], None] | None = None, accelerator=None):
         if args.learning_rate is None or args.seed is None:
             raise ValueError("TrainSettings.learning_rate and .seed must be set before training "
                              "(resolve the defaults with model_copy(update=...))")
@@ -98,6 +99,11 @@ class SFTTrainer:
         self.precision = resolve_precision(args.precision, device)
         self.bf16 = self.precision == "bfloat16"
         self.params = [p for p in model.parameters() if p.requires_grad]
+        # one of several data-parallel processes (accelerate): each takes its share of every micro-batch
+        self.accelerator = accelerator
+        self.rank, self.world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+        objective = AnswerLoss(model, self.bf16, device)
+        self.objective = accelerator.prepare_model(objective) if accelerator else objective
         self.optimizer = torch.optim.AdamW(self.params, lr=args.learning_rate, weight_decay=args.weight_decay)
         self.total_steps = max(1, self.epochs * math.ceil(self.batches_per_epoch() / args.grad_accum))
         warmup = int(self.total_steps * args.warmup_ratio)
@@ -137,31 +143,33 @@ class SFTTrainer:
     def loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
              reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy over answer tokens (mean or sum); the output head runs on those positions only."""
-        with torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
-            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-            targets = labels[:, 1:]
-            keep = targets != -100
-            logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
-        return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction=reduction)
+        return self.objective(ids, labels, mask, reduction)
 
     # -- the loop -----------------------------------------------------------
     def train(self) -> TrainState:
         self._resume()
         self.model.train()
-        last_save = time.perf_counter()
         while self.state.epoch < self.epochs and not self.state.stopped_early:
-            batches = self.epoch_batches(self.state.epoch)
-            while self.state.batch_in_epoch < len(batches):
-                start = time.perf_counter()
-                stepped = self._step(batches, self.state.batch_in_epoch)
-                self.state.elapsed_s += time.perf_counter() - start
-                # only between optimizer steps: a checkpoint does not hold half-accumulated gradients
-                if stepped and time.perf_counter() - last_save > self.args.checkpoint_every_s:
-                    self.save_checkpoint()
-                    last_save = time.perf_counter()
+            self.run_batches()
             self._end_epoch()
             self.save_checkpoint()
-            last_save = time.perf_counter()
+        return self.finish()
+
+    def run_batches(self) -> None:
+        """The current epoch's remaining micro-batches, with a checkpoint every checkpoint_every_s."""
+        batches = self.epoch_batches(self.state.epoch)
+        last_save = time.perf_counter()
+        while self.state.batch_in_epoch < len(batches):
+            start = time.perf_counter()
+            stepped = self._step(batches, self.state.batch_in_epoch)
+            self.state.elapsed_s += time.perf_counter() - start
+            # only between optimizer steps: a checkpoint does not hold half-accumulated gradients
+            if stepped and time.perf_counter() - last_save > self.args.checkpoint_every_s:
+                self.save_checkpoint()
+                last_save = time.perf_counter()
+
+    def finish(self) -> TrainState:
+        """The best epoch's weights in the model, which is left in eval mode."""
         if self.best is not None:
             self.model.load_state_dict(self.best, strict=False)
         self.model.eval()
@@ -172,31 +180,58 @@ class SFTTrainer:
 
         Each micro-batch's summed token loss is divided by the whole group's answer-token count, so the
         accumulated gradient is that of the mean over all the group's answer tokens, however they are split.
+        With several processes each sums its share; DDP averages the gradients, so each share's loss is
+        scaled by the number of processes to give the same sum.
         """
         accum = self.args.grad_accum
         group_start = index - index % accum
         group = batches[group_start:group_start + accum]
         group_tokens = max(1, sum(self.answer_tokens[i] for batch in group for i in batch))
-        ids, labels, mask = self.collate(batches[index])
-        loss = self.loss(ids, labels, mask, reduction="sum") / group_tokens
-        loss.backward()
+        batch = batches[index]
+        mine, weight = self.share(batch)
+        last = index + 1 >= group_start + len(group)
+        with self._sync(last):
+            ids, labels, mask = self.collate(mine)
+            loss = self.loss(ids, labels, mask, reduction="sum") / group_tokens
+            if self.world > 1:
+                loss = loss * (weight * self.world)
+            loss.backward()
         self.group_loss = self.group_loss + loss.detach()  # on the device: no sync per micro-batch
         self.state.batch_in_epoch += 1
-        self.state.examples_seen += len(batches[index])
-        self.state.tokens_seen += int(mask.sum())
-        if self.state.batch_in_epoch < group_start + len(group):
+        self.state.examples_seen += len(batch)
+        self.state.tokens_seen += sum(len(self.examples[i].input_ids) for i in batch)
+        if not last:
             return False
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
-        value, self.group_loss = float(self.group_loss), 0.0
+        value, self.group_loss = self._group_loss(), 0.0
         self.state.losses.append({"step": self.state.step, "epoch": self.state.epoch, "loss": value,
                                   "lr": self.scheduler.get_last_lr()[0]})
         if self.progress:
             self.progress(1, f"loss {value:.3f}")
         return True
+
+    def share(self, batch: list[int]) -> tuple[list[int], float]:
+        """This process's examples of a micro-batch, and the weight of its loss. A process left without
+        one (a batch smaller than the processes) still runs a forward and backward, weighted 0: DDP needs
+        every process in every gradient exchange."""
+        mine = batch[self.rank::self.world]
+        return (mine, 1.0) if mine else (batch[:1], 0.0)
+
+    def _sync(self, last: bool):
+        """DDP exchanges gradients only at the accumulation group's last micro-batch."""
+        if self.accelerator is None or last:
+            return contextlib.nullcontext()
+        return self.accelerator.no_sync(self.objective)
+
+    def _group_loss(self) -> float:
+        if self.accelerator is None:
+            return float(self.group_loss)
+        return float(self.accelerator.reduce(torch.as_tensor(self.group_loss, device=self.accelerator.device),
+                                             "mean"))
 
     def _end_epoch(self) -> None:
         state = self.state
@@ -224,6 +259,8 @@ class SFTTrainer:
         return {names[id(p)]: p for p in self.params}
 
     def save_checkpoint(self) -> None:
+        if self.rank:  # the first process writes for all: their weights are the same after each step
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         blob = {"state": asdict(self.state), "weights": self._trainable_state(), "best": self.best,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -239,15 +276,18 @@ class SFTTrainer:
             random.seed(self.seed)
             np.random.seed(self.seed)
             return
-        blob = torch.load(path, weights_only=False)
+        self.load_checkpoint(path)
+        if self.progress and self.state.step:
+            self.progress(self.state.step, "resumed")
+
+    def load_checkpoint(self, path: Path) -> None:
+        blob = torch.load(path, weights_only=False, map_location="cpu")
         self.model.load_state_dict(blob["weights"], strict=False)
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         self._set_rng_states(blob["rng"])
         self.best = blob["best"]
         self.state = TrainState(**blob["state"])
-        if self.progress and self.state.step:
-            self.progress(self.state.step, "resumed")
 
     def _rng_states(self) -> dict[str, Any]:
         """Every generator the training may draw from (dropout, LoRA dropout, user code), to resume alike."""
@@ -262,6 +302,23 @@ class SFTTrainer:
         np.random.set_state(states["numpy"])
         if self.device.startswith("cuda") and "cuda" in states:
             torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class AnswerLoss(torch.nn.Module):
+    """The training objective as a module, so that DDP can wrap it: the decoder over the whole sequence,
+    the output head on answer positions only, cross-entropy over those tokens."""
+
+    def __init__(self, model, bf16: bool, device: str):
+        super().__init__()
+        self.model, self.bf16, self.device_type = model, bf16, device.split(":")[0]
+
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, reduction: str = "mean"):
+        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            targets = labels[:, 1:]
+            keep = targets != -100
+            logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction=reduction)
 
 
 def native_bf16(device: str) -> bool:

@@ -188,6 +188,7 @@ class TunedArm(_Prompted):
         import torch
         from ..chat import ChatFormat
         from ..models import load_causal_lm, merged, save_model, with_lora
+        from ..distributed import LaunchedTrainer, resolve_processes
         from ..train import SFTTrainer, TrainResult, build_example, count_params, flops_per_token, write_json
         settings = self.settings(len(train))
         model = load_causal_lm(self.model, base.device)  # a private copy: the shared backend's stays untouched
@@ -198,8 +199,17 @@ class TunedArm(_Prompted):
         chat = ChatFormat(base.tokenizer)
         examples = [build_example(base.tokenizer, chat.render(self.prompter.messages(e)), e.target_text,
                                   chat.end_of_turn_id(), settings.max_length) for e in train]
-        trainer = SFTTrainer(model, settings, examples, out_dir=self.out_dir,
-                             evaluate=self._dev_evaluator(base, splits), pad_id=chat.pad_id(), device=base.device)
+        options = dict(out_dir=self.out_dir, evaluate=self._dev_evaluator(base, splits), pad_id=chat.pad_id(),
+                       device=base.device)
+        processes = resolve_processes(settings.processes, base.device)
+        if processes > 1:  # several GPUs: each epoch in that many processes (accelerate, DDP)
+            cfg = self.config
+            lora = dict(r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules) \
+                if cfg.type == "lora" else None
+            trainer = LaunchedTrainer(model, settings, examples, job={"model": self.model, "lora": lora},
+                                      processes=processes, **options)
+        else:
+            trainer = SFTTrainer(model, settings, examples, **options)
         trainer.progress = ctx.progress(f"{self.name} train", trainer.total_steps)
         state = trainer.train()
         trainable, total = count_params(model)
@@ -214,7 +224,7 @@ class TunedArm(_Prompted):
         if clipped:  # said here and in the report: a cut prompt trains on less than the user wrote
             ctx.log(f"warning: arm {self.name!r}: {clipped} of {len(examples)} training examples were longer than "
                     f"train.max_length {settings.max_length} tokens and lost their prompt's start")
-        summary = dict(result.summary(), train_examples=len(train), device=base.device,
+        summary = dict(result.summary(), train_examples=len(train), device=base.device, processes=processes,
                        torch_threads=torch.get_num_threads(), clipped=clipped, max_length=settings.max_length)
         write_json(self.out_dir / "done.json", summary)
         (self.out_dir / "checkpoint.pt").unlink(missing_ok=True)

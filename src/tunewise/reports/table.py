@@ -18,7 +18,8 @@ def table_rows(report: RunReport) -> tuple[list[str], list[list[str]]]:
         if s is None:
             rows.append([arm.name, arm.method, "(not finished)"] + [""] * (len(header) - 3))
             continue
-        train_s = num((arm.training or {}).get("wall_s"), 0) if arm.family == "fine-tune" else ""
+        # a matched hybrid trained its own adapter; a plain one reuses its tuned arm's (no wall_s of its own)
+        train_s = num((arm.training or {}).get("wall_s"), 0) if arm.family in ("fine-tune", "hybrid") else ""
         rows.append([arm.name, arm.method] + [metric_cell(s.metrics.get(m)) for m in report.metrics] + [
             pct(s.format_ok), num(s.examples_per_s, 1), num(_ms(s.latency_p50_s), 1), num(_ms(s.latency_p95_s), 1),
             num(s.mean_input_tokens, 1), num(s.mean_output_tokens, 1), _eval_cell(arm), train_s])
