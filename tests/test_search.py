@@ -117,3 +117,18 @@ def test_a_proposer_adds_instructions_through_gepa(task_file, tmp_path):
     result = run(task_file, tmp_path, FakeBackend(respond), trials=8, proposer="fake", proposer_calls=12)
     record = searched(result)["training"]
     assert record["best"]["instruction"] == better
+
+
+def test_the_search_finds_a_planted_example_layout(task_file, tmp_path):
+    """The model reads examples written out in its message, and copies an assistant turn's: list must win."""
+    def reads_a_list(messages):
+        if any(m["role"] == "assistant" for m in messages):
+            return [m for m in messages if m["role"] == "assistant"][-1]["content"]  # copies the last turn
+        return oracle([{"role": "user", "content": messages[-1]["content"].split("Now this one:")[-1]}])
+    result = run(task_file, tmp_path, FakeBackend(reads_a_list), ks=[2], selections=["random"], example_sets=1,
+                 layouts=["turns", "list"], trials=6)
+    record = searched(result)["training"]
+    assert record["best"]["layout"] == "list" and record["dev_score"] == 1.0
+    [user] = [m for m in searched(result)["prompt"] if m["role"] == "user"]  # one message: examples, then input
+    assert user["content"].startswith("Examples:\n\n") and user["content"].endswith("Now this one:\n{input}")
+    assert user["content"].count("\nAnswer: ") == 2

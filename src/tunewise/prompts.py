@@ -36,13 +36,19 @@ def system_text(task: Task, labels: list[str], levers: Levers) -> str:
 
 
 def build_messages(system: str | None, shots: list[Example], text: str,
-                   answer: Callable[[Example], str] | None = None) -> list[Message]:
-    """System turn (if any), one user/assistant pair per example (`answer` renders its answer), then the input."""
+                   answer: Callable[[Example], str] | None = None, layout: str = "turns") -> list[Message]:
+    """System turn (if any), the examples, then the input. turns: one user/assistant pair per example (`answer`
+    renders its answer); list: the examples written out in the input's own user message."""
     messages: list[Message] = []
     if system:
         messages.append({"role": "system", "content": system})
+    render = answer or (lambda shot: shot.target_text)
+    if layout == "list" and shots:
+        listed = "\n\n".join(f"{shot.input}\nAnswer: {render(shot)}" for shot in shots)
+        messages.append({"role": "user", "content": f"Examples:\n\n{listed}\n\nNow this one:\n{text}"})
+        return messages
     for shot in shots:
         messages.append({"role": "user", "content": shot.input})
-        messages.append({"role": "assistant", "content": answer(shot) if answer else shot.target_text})
+        messages.append({"role": "assistant", "content": render(shot)})
     messages.append({"role": "user", "content": text})
     return messages

@@ -35,6 +35,9 @@ class FewShotConfig(ArmSettings):
     structured: bool = Field(False, description="add context, format and constraints too")
     levers: Levers = Field(default_factory=Levers)
     draw: int = Field(0, ge=0, description="which seeded set of random examples (0: the split seed's)")
+    layout: Literal["turns", "list"] = Field(
+        "turns", description="turns: each example a user/assistant exchange; list: the examples written out in "
+                             "the input's message (small models may copy an assistant turn's label)")
 
 
 class PromptArm(Arm):
@@ -61,6 +64,7 @@ class PromptArm(Arm):
         self.shot_seed = (task.splits.seed + 1_000_003 * draw) if shot_seed is None else shot_seed
         self.pool: list[Example] = []
         self.shots: list[Example] | None = None  # fixed examples (random selection)
+        self.layout = getattr(config, "layout", "turns")
 
     def _levers(self) -> Levers:
         cfg = self.config
@@ -127,7 +131,7 @@ class PromptArm(Arm):
 
     # -- prompts --------------------------------------------------------------
     def messages(self, example: Example) -> list[Message]:
-        return build_messages(self.system, self.shots_for(example), example.input, self.answer)
+        return build_messages(self.system, self.shots_for(example), example.input, self.answer, self.layout)
 
     def answer(self, example: Example) -> str:
         """A worked example's answer as the model should give it (its label's word)."""
@@ -135,7 +139,7 @@ class PromptArm(Arm):
 
     def prompt_template(self) -> list[Message]:
         shots = self.shots if self.shots is not None else []
-        messages = build_messages(self.system, shots, "{input}", self.answer)
+        messages = build_messages(self.system, shots, "{input}", self.answer, self.layout)
         if self.k and self.shots is None:
             messages.insert(-1, {"role": "note", "content": f"{self.k} most similar train examples"})
         return messages
@@ -198,7 +202,7 @@ class PromptArm(Arm):
         """Each item's label scores with its input replaced by a content-free one; identical prompts
         (fixed examples) are scored once."""
         blank = self.content_free_input()
-        prompts = [build_messages(self.system, self.shots_for(e), blank, self.answer) for e in examples]
+        prompts = [build_messages(self.system, self.shots_for(e), blank, self.answer, self.layout) for e in examples]
         unique = {json.dumps(p): p for p in prompts}
         scored = backend.score_choices([ScoreRequest(p, words) for p in unique.values()])
         by_key = {k: s.logprobs for k, s in zip(unique, scored)}

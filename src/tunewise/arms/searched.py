@@ -39,10 +39,12 @@ class SearchSettings(Strict):
     levers: bool = Field(True, description="switch context, output format and constraints on and off")
     label_words: dict[str, list[str]] = Field(default_factory=dict,
                                               description="other words the model may use for a label (verbalizers)")
-    ks: list[Annotated[int, Field(ge=0, le=64)]] = Field(default_factory=lambda: [0, 2, 4, 8],
+    ks: list[Annotated[int, Field(ge=0, le=64)]] = Field(default_factory=lambda: [0, 2, 4, 8], min_length=1,
                                                          description="worked examples in the prompt")
     selections: list[Literal["random", "similar"]] = Field(default_factory=lambda: ["random", "similar"])
     example_sets: int = Field(3, gt=0, description="seeded random example sets to choose from")
+    layouts: list[Literal["turns", "list"]] = Field(default_factory=lambda: ["turns"],
+                                                    description="how the examples are shown (few_shot's layout)")
     decodings: list[Literal["generate", "constrained"]] | None = Field(
         None, description="default: both for classification, generate otherwise")
     calibrate: bool = Field(True, description="try contextual calibration with scored labels")
@@ -271,7 +273,15 @@ class SearchSpace:
 
     def baseline(self) -> dict[str, Any]:
         """The hand-written prompt: the user's instruction, every lever on, no examples."""
-        params: dict[str, Any] = {"instruction": 0, "examples": 0, "decoding": self.decodings[0]}
+        # no examples, unless ks leaves 0 out: then the fewest it allows (a value outside ks fails the trial)
+        k = 0 if 0 in self.settings.ks else min(self.settings.ks)
+        params: dict[str, Any] = {"instruction": 0, "examples": k, "decoding": self.decodings[0]}
+        if k:
+            params["selection"] = self.settings.selections[0]
+            if params["selection"] == "random":
+                params["example_set"] = 0
+            if len(self.settings.layouts) > 1:
+                params["layout"] = self.settings.layouts[0]
         if self.settings.levers:
             params.update(context=True, output_format=True, constraints=True)
         if len(self.word_sets) > 1:
@@ -293,6 +303,8 @@ class SearchSpace:
             params["selection"] = trial.suggest_categorical("selection", list(s.selections))
             if params["selection"] == "random":
                 params["example_set"] = trial.suggest_int("example_set", 0, s.example_sets - 1)
+            if len(s.layouts) > 1:
+                params["layout"] = trial.suggest_categorical("layout", list(s.layouts))
         params["decoding"] = trial.suggest_categorical("decoding", self.decodings)
         if params["decoding"] == "constrained" and s.calibrate:
             params["calibrate"] = trial.suggest_categorical("calibrate", [False, True])
@@ -304,7 +316,7 @@ class SearchSpace:
                   "calibrate": params.get("calibrate", False)}
         k = params.get("examples", 0)
         config = FewShotConfig(type="few_shot", k=k, selection=params.get("selection", "random"), structured=True,
-                               levers=levers, **common) if k else StructuredConfig(type="structured", levers=levers,
+                               levers=levers, layout=params.get("layout", self.settings.layouts[0]), **common) if k else StructuredConfig(type="structured", levers=levers,
                                                                                    **common)
         task = self.task.model_copy(update={"instruction": self.instructions[params.get("instruction", 0)]})
         words = self.word_sets[params.get("words", 0)]
