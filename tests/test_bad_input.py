@@ -219,6 +219,8 @@ TASK_CASES = {
     "fraction above one": ("types", sub("train: 0.5", "train: 1.5"), None, 2, ["splits.train", "less than or equal"]),
     "fractions over one together": ("types", sub("test: 0.3", "test: 0.6"), None, 2, ["splits", "add up to 1.3"]),
     "max_tokens zero": ("types", add("generation: {max_tokens: 0}\n"), None, 2, ["generation.max_tokens"]),
+    "max_tokens huge": ("types", add("generation: {max_tokens: 1000000000}\n"), None, 2,
+                        ["generation.max_tokens", "32768"]),
     "negative temperature": ("types", add("generation: {temperature: -1}\n"), None, 2, ["generation.temperature"]),
     "consistency samples one": ("types", add("consistency: {samples: 1}\n"), None, 2, ["consistency.samples"]),
     "negative price": ("types", add("prices: {hardware_per_hour: -1}\n"), None, 2, ["prices.hardware_per_hour"]),

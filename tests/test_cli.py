@@ -95,3 +95,15 @@ def test_show_unknown_run(tmp_path, task_file):
     invoke("run", task_file, "--no-progress", "--home", tmp_path)
     result = invoke("show", "nope", "--home", tmp_path)
     assert result.exit_code == 2 and "no run 'nope'" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--bogus", "x.yaml"], "error: No such option '--bogus'; see 'tunewise run --help'"),
+    (["run"], "error: Missing argument 'TASK_FILE'; see 'tunewise run --help'"),
+    (["nosuch"], "error: No such command 'nosuch'; see 'tunewise --help'"),
+])
+def test_usage_errors_are_one_line(args, message):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "tunewise", *args], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip() == message

@@ -75,7 +75,27 @@ def _interrupt(signum, frame):
     raise Interrupted(signum)
 
 
-@click.group()
+class OneLineUsage(click.Group):
+    """Click's own usage errors (an unknown option or command, a missing argument) in one line, like
+    tunewise's errors: what is wrong and where the help is; exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as err:
+            where = err.ctx.command_path if err.ctx else "tunewise"
+            click.echo(f"error: {err.format_message().rstrip('.')}; see '{where} --help'", err=True)
+            sys.exit(err.exit_code)
+        except click.ClickException as err:  # a bad file argument, for one
+            click.echo(f"error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=OneLineUsage)
 @click.version_option(package_name="tunewise")
 def main() -> None:
     """Prompt engineering, fine-tuning, or both? Measured on your own task."""

@@ -165,7 +165,8 @@ class ExecutorConfig(Strict):
 
 
 class GenerationConfig(Strict):
-    max_tokens: int = Field(32, gt=0)
+    max_tokens: int = Field(32, gt=0, le=32768,
+                            description="an answer's token budget (a typo of 1e9 would run for hours)")
     temperature: float = Field(0.0, ge=0)
     stop: list[str] = Field(default_factory=list)
     seed: int = Field(0, ge=0)

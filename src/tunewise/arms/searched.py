@@ -315,9 +315,12 @@ class SearchSpace:
         common = {"name": self.owner.name, "model": self.owner.config.model, "decoding": params["decoding"],
                   "calibrate": params.get("calibrate", False)}
         k = params.get("examples", 0)
-        config = FewShotConfig(type="few_shot", k=k, selection=params.get("selection", "random"), structured=True,
-                               levers=levers, layout=params.get("layout", self.settings.layouts[0]), **common) if k else StructuredConfig(type="structured", levers=levers,
-                                                                                   **common)
+        if k:
+            config = FewShotConfig(type="few_shot", k=k, selection=params.get("selection", "random"),
+                                   structured=True, levers=levers,
+                                   layout=params.get("layout", self.settings.layouts[0]), **common)
+        else:
+            config = StructuredConfig(type="structured", levers=levers, **common)
         task = self.task.model_copy(update={"instruction": self.instructions[params.get("instruction", 0)]})
         words = self.word_sets[params.get("words", 0)]
         return PromptArm(config, task, self.labels, words=words,
