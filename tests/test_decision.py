@@ -279,3 +279,15 @@ def test_a_plain_hybrid_behind_its_adapter_is_named_a_train_serve_mismatch():
     [mistake] = [m for m in d.mistakes if m.kind == "train/serve mismatch"]
     assert "mixed − lora = -0.310" in mistake.text and mistake.against == ["mixed"]
     assert not [m for m in d.mistakes if m.kind == "no hybrid"]  # one was tried
+
+
+def test_a_longer_prompt_without_gain_is_named_once_against_the_best_shorter_one():
+    d = run_decision([("short_a", "zero_shot", outcomes(120), {"tokens": 20.0}),
+                      ("short_b", "structured", outcomes(126), {"tokens": 25.0}),
+                      ("long", "few_shot", outcomes(124), {"tokens": 90.0}),
+                      ("long_better", "few_shot", outcomes(190), {"tokens": 95.0})])
+    longer = [m for m in d.mistakes if m.kind == "longer prompt"]
+    [mistake] = longer  # long_better gains significantly: not named; long once, not once per shorter prompt
+    assert mistake.against == ["long"]
+    assert mistake.text.startswith("A longer prompt with no gain: long uses 90 input tokens against 25 for "
+                                   "short_b (and 1 other shorter prompt), and long − short_b")

@@ -252,13 +252,7 @@ class Decider:
         out = self._tuned_without_gain() + self._too_few_items() + self._mismatched_hybrids()
         prompting = [n for n, a in self.arms.items() if a.family in PROMPTING]
         for longer in prompting:
-            for shorter in prompting:
-                if self._longer_without_gain(shorter, longer):
-                    out.append(Mistake(kind="longer prompt", against=[longer], text=(
-                        f"A longer prompt with no gain: {longer} uses "
-                        f"{self.arms[longer].summary.mean_input_tokens:.0f} input tokens against "
-                        f"{self.arms[shorter].summary.mean_input_tokens:.0f} for {shorter}, and "
-                        f"{self.cite(shorter, longer)}.")))
+            out += self._longer_prompt(longer, prompting)
         if self.report.leaked:
             out.append(Mistake(kind="leakage", text=(
                 f"Leakage between splits: {self.report.leaked} test inputs also appear in train/dev; scores on them "
@@ -329,6 +323,20 @@ class Decider:
         return [Mistake(kind="too few items", text=(
             f"Too few test items to decide between {ranked[0]} and {ranked[1]}: {c.n} items, about "
             f"{c.items_needed:,} needed to detect a {abs(c.diff):.3f} difference."))]
+
+    def _longer_prompt(self, longer: str, prompting: list[str]) -> list[Mistake]:
+        """One line per longer prompt, against the best shorter prompt it does not beat (with many arms, a
+        line per pair would bury the report's other warnings)."""
+        shorter = [s for s in prompting if self._longer_without_gain(s, longer)]
+        if not shorter:
+            return []
+        best = max(shorter, key=self.value)
+        others = len(shorter) - 1
+        more = f" (and {others} other shorter prompt{'s' if others > 1 else ''})" if others else ""
+        return [Mistake(kind="longer prompt", against=[longer], text=(
+            f"A longer prompt with no gain: {longer} uses {self.arms[longer].summary.mean_input_tokens:.0f} input "
+            f"tokens against {self.arms[best].summary.mean_input_tokens:.0f} for {best}{more}, and "
+            f"{self.cite(best, longer)}."))]
 
     def _longer_without_gain(self, shorter: str, longer: str) -> bool:
         a, b = self.arms[shorter].summary, self.arms[longer].summary
