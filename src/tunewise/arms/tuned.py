@@ -192,10 +192,12 @@ class TunedArm(_Prompted):
         from ..train import SFTTrainer, TrainResult, build_example, count_params, flops_per_token, write_json
         settings = self.settings(len(train))
         model = load_causal_lm(self.model, base.device)  # a private copy: the shared backend's stays untouched
-        if self.config.type == "lora":
+        cfg = self.config
+        lora = dict(r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules) \
+            if cfg.type == "lora" else None
+        if lora:
             torch.manual_seed(self.seed)  # LoRA's initial weights
-            cfg = self.config
-            model = with_lora(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules)
+            model = with_lora(model, **lora)
         chat = ChatFormat(base.tokenizer)
         examples = [build_example(base.tokenizer, chat.render(self.prompter.messages(e)), e.target_text,
                                   chat.end_of_turn_id(), settings.max_length) for e in train]
@@ -203,9 +205,6 @@ class TunedArm(_Prompted):
                        device=base.device)
         processes = resolve_processes(settings.processes, base.device)
         if processes > 1:  # several GPUs: each epoch in that many processes (accelerate, DDP)
-            cfg = self.config
-            lora = dict(r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules) \
-                if cfg.type == "lora" else None
             trainer = LaunchedTrainer(model, settings, examples, job={"model": self.model, "lora": lora},
                                       processes=processes, **options)
         else:
