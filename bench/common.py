@@ -21,7 +21,7 @@ class DemoData:
 
 def demo_data(directory: Path) -> DemoData:
     """The demo task (word sentiment) and its seeded splits, exactly as `tunewise demo` makes them."""
-    from tunewise.data import label_set, load_examples, make_splits
+    from tunewise.task.data import label_set, load_examples, make_splits
     from tunewise.demo import demo_task
     task, _ = demo_task(directory)
     examples = load_examples(task)

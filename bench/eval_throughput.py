@@ -78,7 +78,7 @@ def run_tunewise(backend, arm, test, flops: Flops) -> EvalRow:
 def run_hf_generate(backend, arm, test, flops: Flops, batch_size: int = 16) -> EvalRow:
     """The loop a transformers user writes: left-padded batches in input order, model.generate, parse."""
     import torch
-    from tunewise.parsing import parse_label
+    from tunewise.task.parsing import parse_label
     tok, model = backend.tokenizer, backend.model
     texts = [backend.render(arm.messages(e)) for e in test]
     tok.padding_side = "left"
@@ -111,7 +111,7 @@ def load_llama(gguf: Path):
 
 def run_llama_generate(llm, backend, arm, test, flops: Flops) -> EvalRow:
     """llama.cpp's completion API on the same token ids; it reuses the KV cache of a shared prefix itself."""
-    from tunewise.parsing import parse_label
+    from tunewise.task.parsing import parse_label
     prompts = [backend.encode(arm.messages(e)) for e in test]
     llm.reset()
 
@@ -152,7 +152,7 @@ def run_llama_score(llm, backend, arm, test, flops: Flops) -> EvalRow:
 
 def run(items: int = 200, directory: Path | None = None, with_llama: bool = True) -> list[EvalRow]:
     from tunewise.backends.local import LocalBackend
-    from tunewise.models import EMBEDDED, embedded_gguf
+    from tunewise.backends.models import EMBEDDED, embedded_gguf
     directory = directory or Path(tempfile.mkdtemp(prefix="tunewise-bench-"))
     data = demo_data(directory)
     test = data.splits.test[:items]

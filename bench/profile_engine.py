@@ -33,7 +33,7 @@ def profile_scoring(data) -> None:
     import torch
     from eval_throughput import prompt_arms
     from tunewise.backends.local import LocalBackend
-    from tunewise.models import EMBEDDED
+    from tunewise.backends.models import EMBEDDED
     backend = LocalBackend(EMBEDDED, device="cpu")
     arm = prompt_arms(data)[1]
     test = data.splits.test
@@ -47,7 +47,7 @@ def profile_scoring(data) -> None:
 def profile_training(data, steps: int, precision: str) -> None:
     import torch
     from train_throughput import Setup
-    from tunewise.train import SFTTrainer, build_example
+    from tunewise.training.loop import SFTTrainer, build_example
     setup = Setup(data, steps * 8)
     tok, eot = setup.base.tokenizer, setup.base.end_of_turn_id()
     examples = [build_example(tok, p, e.target_text, eot, 256) for p, e in zip(setup.prompts, setup.train)]

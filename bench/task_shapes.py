@@ -56,8 +56,8 @@ class Row:
 
 
 def load(directory: Path, shape: str):
-    from tunewise.config import load_task
-    from tunewise.data import label_set, load_examples, make_splits
+    from tunewise.task import load_task
+    from tunewise.task.data import label_set, load_examples, make_splits
     task = load_task(directory / shape / "task.yaml")
     examples = load_examples(task)
     labels = label_set(task, examples) if task.type == "classification" else []
@@ -87,7 +87,7 @@ def tunewise_scored(name: str, backend, arm, test) -> Row:
 
 
 def llama_generated(name: str, llm, backend, arm, test, max_tokens: int) -> Row:
-    from tunewise.parsing import parse_label
+    from tunewise.task.parsing import parse_label
     prompts = [backend.encode(arm.messages(e)) for e in test]
     llm.reset()
     outs, seconds = timed(lambda: [llm.create_completion(prompt=p, max_tokens=max_tokens, temperature=0.0)
@@ -166,7 +166,7 @@ def llama_generation(name: str, llm, backend, arm, test, quality) -> Row:
 
 
 def json_valid(texts: list[str]) -> float:
-    from tunewise.parsing import parse_json
+    from tunewise.task.parsing import parse_json
     return sum(parse_json(t) is not None for t in texts) / len(texts)
 
 
@@ -198,7 +198,7 @@ def whole_run(directory: Path) -> dict:
 # -- the run -------------------------------------------------------------------------------------
 def run(rows: str, with_llama: bool, limit: int = 200) -> tuple[list[Row], dict | None]:
     from tunewise.backends.local import LocalBackend
-    from tunewise.models import EMBEDDED, embedded_gguf
+    from tunewise.backends.models import EMBEDDED, embedded_gguf
     directory = Path(tempfile.mkdtemp(prefix="tunewise-shapes-"))
     shapes.routing(directory)
     shapes.extraction(directory)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunewise.backends.local import LocalBackend
-from tunewise.models import EMBEDDED
+from tunewise.backends.models import EMBEDDED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import accuracy, demo_data, rate_table, timed  # noqa: E402
@@ -56,7 +56,7 @@ class Setup:
     def fresh_model(self):
         """The base weights with a seeded LoRA adapter, as the arm starts its training."""
         import torch
-        from tunewise.models import load_causal_lm, with_lora
+        from tunewise.backends.models import load_causal_lm, with_lora
         model = load_causal_lm(EMBEDDED, "cpu")
         torch.manual_seed(self.arm.seed)
         cfg = self.arm.config
@@ -69,7 +69,7 @@ class Setup:
 
 
 def run_tunewise(setup: Setup, precision: str = "auto") -> tuple[TrainRow, list[list[int]]]:
-    from tunewise.train import SFTTrainer, build_example, flops_per_token
+    from tunewise.training.loop import SFTTrainer, build_example, flops_per_token
     tok, eot = setup.base.tokenizer, setup.base.end_of_turn_id()
     settings = setup.settings.model_copy(update={"precision": precision})
     examples = [build_example(tok, p, e.target_text, eot, setup.settings.max_length)
@@ -87,7 +87,7 @@ def run_tunewise(setup: Setup, precision: str = "auto") -> tuple[TrainRow, list[
 def run_trl(setup: Setup, bf16: bool = False) -> tuple[TrainRow, list[list[int]]]:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
-    from tunewise.train import flops_per_token
+    from tunewise.training.loop import flops_per_token
     dataset = Dataset.from_list([{"prompt": p, "completion": e.target_text} for p, e in zip(setup.prompts, setup.train)])
     import math
     model = setup.fresh_model()  # the same base weights and the same initial adapter as tunewise's
@@ -113,7 +113,7 @@ def run_trl(setup: Setup, bf16: bool = False) -> tuple[TrainRow, list[list[int]]
 
 def run(n_train: int = 1000, directory: Path | None = None, bf16: bool = True) -> list[TrainRow]:
     """tunewise and TRL in float32; then both in bfloat16 mixed precision (where the CPU has it natively)."""
-    from tunewise.train import native_bf16
+    from tunewise.training.loop import native_bf16
     directory = directory or Path(tempfile.mkdtemp(prefix="tunewise-bench-"))
     setup = Setup(demo_data(directory), n_train)
     rows, sequences = [], []

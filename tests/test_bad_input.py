@@ -965,8 +965,8 @@ def test_no_library_warning_the_user_cannot_act_on(tiny_backend):
 
 def test_an_unforeseen_failure_is_one_line_and_debug_shows_it(tmp_path, monkeypatch):
     """The last resort: an error nobody foresaw is still one line (exit 1); --debug shows the traceback."""
-    import tunewise.config
-    monkeypatch.setattr(tunewise.config, "load_task", lambda path: 1 / 0)
+    import tunewise.task
+    monkeypatch.setattr(tunewise.task, "load_task", lambda path: 1 / 0)
     result = invoke("run", task_in(tmp_path), "--no-progress", "--home", tmp_path / "h")
     assert result.code == 1
     _in_order(result.error_line(), ["ZeroDivisionError", "unexpected", "--debug"])

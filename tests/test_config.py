@@ -1,6 +1,6 @@
 import pytest
 
-from tunewise.config import load_task, validate_task
+from tunewise.task import load_task, validate_task
 from tunewise.errors import TaskFileError
 
 from conftest import TASK_YAML

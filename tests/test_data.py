@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from tunewise.config import validate_task
-from tunewise.data import check_leakage, find_leakage, label_set, load_examples, make_splits
+from tunewise.task import validate_task
+from tunewise.task.data import check_leakage, find_leakage, label_set, load_examples, make_splits
 from tunewise.errors import DataError, LeakageError, TaskFileError
 
 

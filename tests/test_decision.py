@@ -6,12 +6,12 @@ import re
 import pytest
 
 from tunewise.arms import family, method
-from tunewise.costs import arm_costs, break_even
-from tunewise.decision import MIN_CLEAN, decide
-from tunewise.framework import framework_table
-from tunewise.metrics import get_metric
-from tunewise.reports.model import ArmCost, ArmResult, ArmSummary, Evidence, MetricValue, RunReport
-from tunewise.stats import compare_all
+from tunewise.analysis.costs import arm_costs, break_even
+from tunewise.analysis.decision import MIN_CLEAN, decide
+from tunewise.analysis.framework import framework_table
+from tunewise.measure import get_metric
+from tunewise.analysis.model import ArmCost, ArmResult, ArmSummary, Evidence, MetricValue, RunReport
+from tunewise.analysis.stats import compare_all
 
 PRICES = {"hardware_per_hour": 1.0, "currency": "USD"}  # no volume stated
 VOLUME = {"hardware_per_hour": 10.0, "requests_per_month": 10_000_000, "currency": "USD"}
@@ -265,7 +265,7 @@ def test_fine_tuning_without_a_hybrid_says_hybrids_were_not_tried():
 
 
 def test_a_plain_hybrid_behind_its_adapter_is_named_a_train_serve_mismatch():
-    from tunewise.analysis import contributions
+    from tunewise.analysis.build import contributions
     specs = [("prompt", "few_shot", outcomes(124), {}), ("lora", "lora", outcomes(192), {}),
              ("mixed", "hybrid", outcomes(130), {"training": {"uses": "lora", "matched": False}})]
     arms = [arm(name, type_, out, **opts) for name, type_, out, opts in specs]

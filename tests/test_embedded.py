@@ -3,7 +3,7 @@
 import pytest
 
 import tunewise
-from tunewise import models
+from tunewise.backends import models
 from tunewise.demo import demo_task, word_rows
 from tunewise.errors import MissingDependencyError
 

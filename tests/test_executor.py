@@ -6,10 +6,10 @@ import pytest
 
 import tunewise
 from tunewise.backends import FakeBackend
-from tunewise.config import ExecutorConfig, validate_task
-from tunewise.executor import plan_units
-from tunewise.runner import arm_plan, config_hash
-from tunewise.store import Store
+from tunewise.task import ExecutorConfig, validate_task
+from tunewise.run.executor import plan_units
+from tunewise.run.runner import arm_plan, config_hash
+from tunewise.store.sqlite import Store
 
 from conftest import oracle
 

@@ -5,11 +5,11 @@ import json
 import pytest
 
 import tunewise
-from tunewise.bundle import Bundle
+from tunewise.ship.bundle import Bundle
 from tunewise.errors import TunewiseError
-from tunewise.export import export
-from tunewise.predict import predict_file
-from tunewise.store import Store
+from tunewise.ship.export import export
+from tunewise.ship.predict import predict_file
+from tunewise.store.sqlite import Store
 from tunewise.testing import FaultyServer
 
 from bundle_fixtures import tiny_task

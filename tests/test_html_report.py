@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import tunewise
-from tunewise.config import validate_task
+from tunewise.task import validate_task
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 if BROWSER is None and os.environ.get("TUNEWISE_REQUIRE_BROWSER"):

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from tunewise.backends import FakeBackend
-from tunewise.config import Criterion, load_task
-from tunewise.judge import pair_summary, parse_rubric, parse_winner, rubric_score, sign_test, spearman
-from tunewise.runner import run
-from tunewise.store import Store
+from tunewise.task import Criterion, load_task
+from tunewise.measure.judge import pair_summary, parse_rubric, parse_winner, rubric_score, sign_test, spearman
+from tunewise.run.runner import run
+from tunewise.store.sqlite import Store
 
 CLARITY = Criterion(name="clarity", description="clear to a beginner", scale=(1, 5))
 EXAMPLES = Criterion(name="examples", description="concrete examples", scale=(0, 10))

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from tunewise.metrics import (METRICS, bootstrap_interval, key_accuracy, label_counts, macro_f1, resample_counts,
-                              rouge_l, token_f1)
-from tunewise.parsing import parse_json, parse_label
+from tunewise.measure.metrics import (METRICS, bootstrap_interval, key_accuracy, label_counts, macro_f1, resample_counts, rouge_l, token_f1)
+from tunewise.task.parsing import parse_json, parse_label
 
 ROUGE_PAIRS = [
     ("The cat sat.", "the cat sat"),

@@ -8,7 +8,7 @@ import pytest
 import tunewise
 from tunewise.arms import Arm, Prediction, arm_class, family, method, register, types
 from tunewise.backends import FakeBackend
-from tunewise.config import ArmSettings
+from tunewise.task import ArmSettings
 
 from conftest import oracle
 

@@ -14,8 +14,8 @@ import pytest
 import tunewise
 from tunewise.backends.base import GenParams, GenRequest, ScoreRequest
 from tunewise.backends.openai import BackendError, OpenAIBackend
-from tunewise.config import validate_task
-from tunewise.store import Store
+from tunewise.task import validate_task
+from tunewise.store.sqlite import Store
 from tunewise.testing import FaultyServer
 
 from conftest import oracle

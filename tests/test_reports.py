@@ -2,7 +2,7 @@
 
 from tunewise.reports.format import md_cell, metric_cell, money, num
 from tunewise.reports.markdown import _table
-from tunewise.reports.model import MetricValue
+from tunewise.analysis.model import MetricValue
 
 
 def test_money_reads_the_same_everywhere():

@@ -8,7 +8,7 @@ import pytest
 import tunewise
 from tunewise.backends import FakeBackend
 from tunewise.errors import DataError, TaskFileError
-from tunewise.knowledge import BM25Index, load_passages
+from tunewise.arms.knowledge import BM25Index, load_passages
 
 COLORS = ["red", "green", "blue", "amber", "violet"]
 
@@ -69,7 +69,7 @@ def test_bad_knowledge_sources_are_named(tmp_path):
 
 
 def test_a_hybrid_trains_and_answers_with_the_retrieved_context():
-    from tunewise.config import validate_task
+    from tunewise.task import validate_task
     task = validate_task({"instruction": "x", "data": {"path": "d.jsonl", "input": "w", "target": "y"},
                           "knowledge": {"path": "k.jsonl"},
                           "arms": [{"type": "retrieval"}, {"type": "lora", "prompt": "retrieval"},

@@ -6,7 +6,7 @@ import pytest
 import tunewise
 from tunewise.backends import FakeBackend
 from tunewise.errors import StoreError
-from tunewise.store import SCHEMA_VERSION, Store
+from tunewise.store.sqlite import SCHEMA_VERSION, Store
 
 from conftest import oracle
 
@@ -59,7 +59,7 @@ def untimed(summary: dict) -> dict:
 
 @pytest.mark.parametrize("cache", ["develop", "measure"])
 def test_interrupted_run_resumes_without_redoing_work(task_file, tmp_path, monkeypatch, cache):
-    monkeypatch.setattr("tunewise.backends.cached.CHUNK", 2)
+    monkeypatch.setattr("tunewise.store.cache.CHUNK", 2)
     task = tunewise.load_task(task_file)
     task = task.model_copy(update={"consistency": task.consistency.model_copy(update={"enabled": False}),
                                    "cache": cache})  # measure: answers are the run's own, reused by its resume
@@ -101,7 +101,7 @@ def test_store_has_a_versioned_schema(tmp_path):
 
 def test_few_shot_similar_picks_the_nearest_examples(task_file, tmp_path):
     from tunewise.arms import build
-    from tunewise.data import load_examples, make_splits
+    from tunewise.task.data import load_examples, make_splits
     task = tunewise.load_task(task_file)
     config = task.arms[2].model_copy(update={"selection": "similar", "k": 1})
     arm = build(config, task, ["negative", "positive"])
@@ -145,8 +145,8 @@ def test_calibrate_needs_scored_labels():
 def test_the_consistency_pass_keeps_within_its_share_of_an_arm(task_file):
     from types import SimpleNamespace
 
-    from tunewise.config import ConsistencyConfig
-    from tunewise.consistency import item_count
+    from tunewise.task import ConsistencyConfig
+    from tunewise.measure.consistency import item_count
     task = tunewise.load_task(task_file)
     task = task.model_copy(update={"consistency": ConsistencyConfig(samples=5, max_items=50)})
     generated = SimpleNamespace(decoding="generate", asks_instruction=True)

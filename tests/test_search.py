@@ -7,7 +7,7 @@ import pytest
 
 import tunewise
 from tunewise.backends import FakeBackend
-from tunewise.store import Store
+from tunewise.store.sqlite import Store
 
 from conftest import oracle
 
@@ -52,7 +52,7 @@ def test_the_search_never_reads_the_test_split(task_file, tmp_path):
         seen.append(json.dumps(messages))
         return oracle(messages)
     task = tunewise.load_task(task_file)
-    from tunewise.data import load_examples, make_splits
+    from tunewise.task.data import load_examples, make_splits
     test_inputs = [e.input for e in make_splits(task, load_examples(task)).test]
     result = run(task_file, tmp_path, FakeBackend(spy), alone=True, trials=6, ks=[0, 2],
                  decodings=["generate", "constrained"])

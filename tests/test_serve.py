@@ -16,10 +16,10 @@ pytest.importorskip("fastapi")
 
 from tunewise.backends.base import GenParams, GenRequest
 from tunewise.backends.openai import OpenAIBackend
-from tunewise.bundle import Bundle
-from tunewise.evaluate import summarize
-from tunewise.parsing import parse_answer
-from tunewise.serve import ServeSettings, create_app, serving
+from tunewise.ship.bundle import Bundle
+from tunewise.measure.evaluate import summarize
+from tunewise.task.parsing import parse_answer
+from tunewise.ship.serve import ServeSettings, create_app, serving
 
 KEY = "tw-serve-test-key"
 
@@ -131,7 +131,7 @@ def test_bad_requests_get_openai_errors_and_the_server_goes_on(client, case):
 def test_an_input_longer_than_the_model_takes_is_refused_alone(client, tiny_run):
     long = chat(client, {"messages": [{"role": "user", "content": "happy " * 600}]})  # within the body limit
     assert long.status_code == 400 and long.json()["error"]["code"] == "context_length_exceeded"
-    from tunewise.serve import ContextTooLong, Job, answer_jobs
+    from tunewise.ship.serve import ContextTooLong, Job, answer_jobs
     bundle = Bundle.load(tiny_run.bundle("structured"), device="cpu")
     good = tiny_run.rows("structured")[0]
     results = answer_jobs(bundle, [Job("happy " * 600, {}), Job(good["input"], {})])

@@ -5,9 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tunewise.metrics import METRICS
-from tunewise.stats import (compare_all, holm, items_needed_continuous, mcnemar_exact, mcnemar_items_needed,
-                            paired_bootstrap_diff, permutation_test, recomputed_permutation_test)
+from tunewise.measure.metrics import METRICS
+from tunewise.analysis.stats import (compare_all, holm, items_needed_continuous, mcnemar_exact, mcnemar_items_needed, paired_bootstrap_diff, permutation_test, recomputed_permutation_test)
 
 
 def test_mcnemar_exact_worked_by_hand():
@@ -125,7 +124,7 @@ def test_recomputed_permutation_p_is_small_for_a_large_difference():
 
 def test_recomputed_permutation_test_matches_a_slow_loop_within_noise():
     # a loop of random swaps with the plain macro_f1 function, on its own random numbers
-    from tunewise.metrics import macro_f1
+    from tunewise.measure.metrics import macro_f1
     rng = np.random.default_rng(4)
     targets = list(rng.choice(["a", "b", "c"], 60))
     a = [t if r < 0.6 else str(rng.choice(["a", "b", "c"])) for t, r in zip(targets, rng.random(60))]
@@ -146,7 +145,7 @@ def test_recomputed_permutation_test_matches_a_slow_loop_within_noise():
 
 
 def test_recomputed_bootstrap_matches_a_loop_over_the_same_resamples():
-    from tunewise.metrics import macro_f1
+    from tunewise.measure.metrics import macro_f1
     rng = np.random.default_rng(6)
     targets = list(rng.choice(["a", "b", "c"], 50))
     a = [t if r < 0.5 else None for t, r in zip(targets, rng.random(50))]

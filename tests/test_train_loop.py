@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tunewise.config import TrainSettings
-from tunewise.train import SFTExample, SFTTrainer
+from tunewise.task import TrainSettings
+from tunewise.training.loop import SFTExample, SFTTrainer
 
 
 def _model(dropout: float = 0.0):

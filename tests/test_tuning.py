@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import tunewise
-from tunewise.config import TrainSettings, validate_task
-from tunewise.runner import arm_plan
-from tunewise.train import SFTTrainer, build_example
+from tunewise.task import TrainSettings, validate_task
+from tunewise.run.runner import arm_plan
+from tunewise.training.loop import SFTTrainer, build_example
 
 from conftest import WORDS
 
@@ -31,7 +31,7 @@ def tuning_task(tmp_path, tiny_model_dir, words_csv):
 def test_lora_and_hybrid_arms_train_record_and_save(tuning_task, tmp_path):
     result = tunewise.run(tuning_task(), home=tmp_path / "home", progress=False)
     assert set(result.summaries) == {"structured", "lora", "hybrid"}
-    from tunewise.store import Store
+    from tunewise.store.sqlite import Store
     arms = {a["name"]: a for a in Store(result.store_path).arms(result.run_id)}
     training = arms["lora"]["training"]
     assert training["epochs_run"] == 2 and len(training["dev"]) == 2
@@ -54,7 +54,7 @@ def test_lora_and_hybrid_arms_train_record_and_save(tuning_task, tmp_path):
 
 def test_a_matched_hybrid_trains_on_the_prompt_it_is_asked_with(tuning_task, tmp_path, monkeypatch):
     """The adapter's training text is the hybrid's prompt (system turn and all), not the bare input."""
-    from tunewise import train as train_module
+    from tunewise.training import loop as train_module
     seen = []
     original = train_module.build_example
 
@@ -75,7 +75,7 @@ def test_a_plain_hybrid_reuses_the_tuned_arms_adapter(tuning_task, tmp_path):
             {"type": "hybrid", "tuned": "lora", "prompt": "structured", "decoding": "constrained",
              "training": "plain"}]
     result = tunewise.run(tuning_task(arms=arms), home=tmp_path, progress=False)
-    from tunewise.store import Store
+    from tunewise.store.sqlite import Store
     stored = {a["name"]: a for a in Store(result.store_path).arms(result.run_id)}
     assert stored["hybrid"]["training"]["uses"] == "lora" and not stored["hybrid"]["training"]["matched"]
     assert stored["hybrid"]["training"]["path"] == stored["lora"]["training"]["path"]
@@ -84,7 +84,7 @@ def test_a_plain_hybrid_reuses_the_tuned_arms_adapter(tuning_task, tmp_path):
 def test_saved_adapter_reloads_to_the_same_predictions(tuning_task, tmp_path, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-    from tunewise.store import Store
+    from tunewise.store.sqlite import Store
     result = tunewise.run(tuning_task(), home=tmp_path, progress=False)
     store = Store(result.store_path)
     arm = next(a for a in store.arms(result.run_id) if a["name"] == "lora")
@@ -206,7 +206,7 @@ def test_full_fine_tuning_saves_the_model_and_a_rerun_loads_it(tuning_task, tmp_
     task = tuning_task(arms=[{"type": "full", "decoding": "constrained",
                               "train": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-4}}])
     first = tunewise.run(task, home=tmp_path, progress=False)
-    from tunewise.store import Store
+    from tunewise.store.sqlite import Store
     store = Store(first.store_path)
     [arm] = store.arms(first.run_id)
     training = arm["training"]
@@ -241,7 +241,7 @@ def test_bfloat16_mixed_precision_keeps_float32_weights_and_the_loss(tiny_backen
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-    from tunewise import train
+    from tunewise.training import loop as train
     assert train.resolve_precision("float32", "cpu") == "float32"
     assert train.resolve_precision("bfloat16", "cpu") == "bfloat16"
     monkeypatch.setattr(train, "native_bf16", lambda device: False)

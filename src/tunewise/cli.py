@@ -37,7 +37,7 @@ def friendly(command):
             try:
                 return command(*args, **kwargs)
             except sqlite3.Error as err:  # a store damaged inside, a read-only disk, another writer
-                from .store import store_error
+                from .store.sqlite import store_error
                 raise store_error(Path(kwargs.get("home") or ".tunewise") / "tunewise.db", err) from err
         except TunewiseError as err:
             if debug:
@@ -143,7 +143,7 @@ def _with_options(task, executor: str | None, address: str | None, seeds: list[i
 def run_command(task_file: Path, strict: bool, no_progress: bool, executor: str | None, address: str | None,
                 seeds: list[int] | None, home: str) -> None:
     """Run every arm of TASK_FILE and print the comparison table."""
-    from .config import load_task
+    from .task import load_task
     task = _with_options(load_task(task_file), executor, address, seeds)
     _run_and_show(task, str(task_file), home, strict, not no_progress)
 
@@ -240,7 +240,7 @@ def runs_command(home: str) -> None:
 @friendly
 def export_command(run_id: str, arm: str | None, out: Path, merge: bool, home: str) -> None:
     """Write a run's ARM (default: the recommended one) as a bundle that predict and serve answer with."""
-    from .export import export
+    from .ship.export import export
     path = export(_open_store(home), run_id, out, arm, merge=merge, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"wrote {path} (manifest.json, prompt.json, README.md"
                f"{''.join(', ' + p.name + '/' for p in sorted(path.iterdir()) if p.is_dir())})")
@@ -259,8 +259,8 @@ def export_command(run_id: str, arm: str | None, out: Path, merge: bool, home: s
 def predict_command(bundle: Path, input_file: Path, out: Path, batch_size: int, id_field: str, device: str,
                     no_progress: bool) -> None:
     """Answer every row of INPUT (JSONL, CSV, Parquet) with BUNDLE; a rerun skips rows already in --out."""
-    from .bundle import Bundle
-    from .predict import predict_file
+    from .ship.bundle import Bundle
+    from .ship.predict import predict_file
     loaded = Bundle.load(bundle, device=device)
     result = predict_file(loaded, input_file, out, batch_size=batch_size, id_field=id_field,
                           progress=not no_progress, log=lambda msg: click.echo(msg, err=True))
@@ -289,8 +289,8 @@ def predict_command(bundle: Path, input_file: Path, out: Path, batch_size: int, 
 @friendly
 def serve_command(bundle: Path, device: str, **options) -> None:
     """Answer as BUNDLE over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
-    from .bundle import Bundle
-    from .serve import ServeSettings, require, serve
+    from .ship.bundle import Bundle
+    from .ship.serve import ServeSettings, require, serve
     require()
     settings = ServeSettings(**options)
     loaded = Bundle.load(bundle, device=device)
@@ -305,7 +305,7 @@ def _a_number(param, value: float) -> float:
 
 def _open_store(home: str):
     """The store, read-only: reading commands write nothing, so they work on a read-only home."""
-    from .store import Store
+    from .store.sqlite import Store
     path = Path(home) / "tunewise.db"
     if Path(home).exists() and not Path(home).is_dir():
         raise TunewiseError("--home: is a file, not a directory", file=home)
@@ -315,7 +315,7 @@ def _open_store(home: str):
 
 
 def _report(store, run_id: str):
-    from .analysis import build_report
+    from .analysis.build import build_report
     from .errors import RunError
     try:
         if store.get_run(run_id) is None:
@@ -331,7 +331,7 @@ def _report(store, run_id: str):
 def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool) -> None:
     import time
     from .reports.terminal import print_table
-    from .runner import run
+    from .run.runner import run
     start = time.perf_counter()
     result = run(task, home=home, strict=strict, progress=progress, task_file=task_file,
                  log=lambda msg: click.echo(msg, err=True))

@@ -7,10 +7,10 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .arms import family
-from .config import Task, load_task
+from .arms import traits
+from .task import Task, load_task
 from .errors import MissingDependencyError, TunewiseError
-from .models import package_dir
+from .backends.models import package_dir
 
 LEXICON_INSTALL = "pip install --no-deps vaderSentiment==3.3.2"
 WORD = re.compile(r"[a-z][a-z'\-]*[a-z]")
@@ -82,6 +82,6 @@ def demo_task(directory: str | Path, quick: bool = False, name: str = "word_sent
     task_file = DEMOS[name](directory)
     task = load_task(task_file)
     if quick:
-        arms = [a for a in task.arms if family(a.type) == "prompt"]
+        arms = [a for a in task.arms if traits(a.type).prompting]
         task = task.model_copy(update={"arms": arms, "learning_curve": None})
     return task, task_file

@@ -1,17 +1,26 @@
-"""Arms: the ways of getting answers that a run compares, found by type name in a registry.
+"""Arms: the ways of getting answers that a run compares, found by type name in the registry.
 
-Adding an arm type is one new module: a subclass of `Arm` with its pydantic `Config` (whose `type`
-literal names it), decorated with `@register`, and imported here (or by the user before loading a task).
+Adding an arm type is one module: a subclass of `Arm` with its pydantic `Config` (whose `type` literal
+names it) and its `traits`, decorated with `@register`, imported by the user before loading a task or
+named in the `tunewise.arms` entry point group. The built-in types register the same way. An arm's own
+helpers live here too: prompt rendering (`arms.prompts`) and the retrieval arm's passages (`arms.knowledge`).
 """
 
 from __future__ import annotations
 
+from ..registry import arm_class, family, method, register_arm as register, traits
+from ..registry import arm_types as types
 from .base import Arm, ArmContext, Prediction
-from ..registry import arm_class, build, family, method, register, types
-from . import prompt, retrieval, searched, tuned  # noqa: E402,F401  the built-in arm types register themselves
 from .prompt import FewShotConfig, PromptArm, StructuredConfig, ZeroShotConfig
+from .retrieval import RetrievalConfig  # before tuned: the built-in types register in the order reports list
+from .searched import SearchedConfig
 from .tuned import FineTuneConfig, HybridConfig
 
 __all__ = ["Arm", "ArmContext", "FewShotConfig", "FineTuneConfig", "HybridConfig", "Prediction", "PromptArm",
-           "StructuredConfig", "ZeroShotConfig", "arm_class", "build", "family", "method",
-           "register", "types"]
+           "RetrievalConfig", "SearchedConfig", "StructuredConfig", "ZeroShotConfig", "arm_class", "build", "family", "method",
+           "register", "traits", "types"]
+
+
+def build(config, task, labels: list[str], configs: dict | None = None):
+    """An arm from its configuration; `configs` (name -> config) resolves references to other arms."""
+    return arm_class(config.type)(config, task, labels, configs or {})

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar
 
 from ..backends.base import Backend, Message, Progress
-from ..config import ArmSettings, Task
-from ..data import Example, Splits
-
-Family = Literal["prompt", "fine-tune", "hybrid"]
-
+from ..traits import Traits
+from ..task import ArmSettings, Task
+from ..task.data import Example, Splits
 
 @dataclass
 class Prediction:
@@ -45,11 +43,12 @@ class Arm:
     """The protocol every arm type implements; register a subclass with `tunewise.arms.register`.
 
     Class attributes tell the registry and the report what the type is: `Config` (its pydantic
-    configuration, whose `type` literal names the arm type), `family` (prompt, fine-tune or hybrid:
-    the decision reasons about families) and `methods` (a short description per type name).
+    configuration, whose `type` literal names the arm type), `traits` (trains weights, changes only the
+    prompt, shows worked answers, ...: the decision, executor, reports and checks read these, and the
+    family the report names follows from them) and `methods` (a short description per type name).
     """
     Config: ClassVar[type[ArmSettings]]
-    family: ClassVar[Family]
+    traits: ClassVar[Traits]
     methods: ClassVar[dict[str, str]]
 
     name: str

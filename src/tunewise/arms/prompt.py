@@ -11,12 +11,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..backends.base import Backend, GenParams, GenRequest, Message, Progress, ScoreRequest
-from ..config import ArmSettings, Levers, Task, arm_name
-from ..data import Example, Splits, normalize
-from ..parsing import parse_answer
-from ..prompts import ALL_OFF, build_messages, system_text
+from ..task import ArmSettings, Levers, Task, arm_name
+from ..task.data import Example, Splits, normalize
+from ..task.parsing import parse_answer
+from .prompts import ALL_OFF, build_messages, system_text
 from .base import Arm, Prediction
-from ..registry import register
+from ..registry import register_arm as register
+from ..traits import Traits
 
 
 class ZeroShotConfig(ArmSettings):
@@ -43,7 +44,7 @@ class FewShotConfig(ArmSettings):
 class PromptArm(Arm):
     """What all prompting strategies share: they differ in levers and examples."""
 
-    family = "prompt"
+    traits = Traits()
     backend = None   # prompt arms use the runner's backend for their model
     training = None
 
@@ -227,6 +228,7 @@ class Structured(PromptArm):
 class FewShot(PromptArm):
     """Worked examples from the train split in the prompt: seeded random (labels balanced) or the most similar."""
     Config = FewShotConfig
+    traits = Traits(shows_answers=True, curve="examples")
     methods = {"few_shot": "prompt: few-shot"}
 
     @classmethod

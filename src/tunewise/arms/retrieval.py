@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..config import Levers
-from ..data import Example, Splits
-from ..registry import register
+from ..task import Levers
+from ..task.data import Example, Splits
+from ..registry import register_arm as register
+from ..traits import Traits
 from .prompt import FewShotConfig, PromptArm
 
 
@@ -27,7 +28,7 @@ class RetrievalConfig(FewShotConfig):
 class Retrieval(PromptArm):
     """BM25 over the task's knowledge source; the top passages go into the system prompt's context."""
     Config = RetrievalConfig
-    family = "retrieval"
+    traits = Traits(retrieves=True)
     methods = {"retrieval": "prompt + retrieval (BM25)"}
 
     def __init__(self, config: RetrievalConfig, task, labels, configs=None, **kw):
@@ -39,7 +40,7 @@ class Retrieval(PromptArm):
         return self.config.levers if self.config.structured else super()._levers()
 
     def prepare(self, splits: Splits, ctx=None) -> None:
-        from ..knowledge import BM25Index, load_passages
+        from .knowledge import BM25Index, load_passages
         super().prepare(splits, ctx)
         if self.index is None:
             self.index = BM25Index(load_passages(self.task))
@@ -73,7 +74,7 @@ class Retrieval(PromptArm):
     def predict(self, examples, backend, progress=None):
         seconds = self.retrieve(examples)
         preds = super().predict(examples, backend, progress)
-        from ..knowledge import contains_answer
+        from .knowledge import contains_answer
         for p in preds:
             p.latency_s += seconds / max(1, len(preds))  # retrieval is part of each request's cost
             if self.task.type != "classification" and p.example.target is not None:

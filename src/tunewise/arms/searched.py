@@ -19,12 +19,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..backends.base import Backend, GenParams, GenRequest
-from ..config import ArmSettings, Levers, Strict, Task
-from ..consistency import GENERIC_PARAPHRASES
-from ..data import Example, Splits, _take
+from ..task import ArmSettings, Levers, Strict, Task
+from ..measure.consistency import GENERIC_PARAPHRASES
+from ..task.data import Example, Splits, _take
 from ..errors import MissingDependencyError
-from ..metrics import get_metric
-from ..registry import register
+from ..measure import get_metric
+from ..registry import register_arm as register
+from ..traits import Traits
 from .base import Arm, ArmContext
 from .prompt import FewShotConfig, PromptArm, StructuredConfig
 
@@ -62,7 +63,7 @@ class SearchedConfig(ArmSettings):
 class Searched(Arm):
     """The best prompt a budgeted search found on dev; evaluated on test once, like every arm."""
     Config = SearchedConfig
-    family = "prompt"
+    traits = Traits(shows_answers=True, searches=True, selects_on_dev=True)
     methods = {"searched": "prompt: searched"}
     backend = None
 

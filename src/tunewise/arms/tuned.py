@@ -13,14 +13,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..backends.base import Backend, Progress
-from ..config import ArmSettings, Task, TrainSettings, arm_name
-from ..data import Example, Splits, _take, fingerprint
+from ..task import ArmSettings, Task, TrainSettings, arm_name
+from ..task.data import Example, Splits, _take, fingerprint
 from ..errors import TunewiseError
-from ..metrics import get_metric
+from ..measure import get_metric
 from .base import Arm, ArmContext
 from .prompt import PromptArm, ZeroShotConfig
 from .searched import SearchSpace
-from ..registry import arm_class, register
+from ..registry import arm_class, register_arm as register, traits as traits_of
+from ..traits import Traits
 
 DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 PROMPTING = ("prompt", "retrieval")  # the families whose prompt a tuned model can be trained and asked with
@@ -57,7 +58,8 @@ class HybridConfig(ArmSettings):
         return [("tuned", self.tuned, ("fine-tune",)), ("prompt", self.prompt, PROMPTING)]
 
     def check_types(self, types: dict[str, str]):
-        if self.alternate and types.get(self.prompt) != "searched":
+        searched = traits_of(types.get(self.prompt, ""))
+        if self.alternate and not (searched and searched.searches):
             return f"alternate searches the prompt again on the tuned model: prompt must name a searched arm, " \
                    f"not {self.prompt!r} ({types.get(self.prompt)})", "alternate"
         if self.alternate and self.training == "plain":
@@ -103,7 +105,7 @@ class TunedArm(_Prompted):
     """Trains on the train split in the arm's own prompt format, selects on dev, predicts with the result."""
 
     Config = FineTuneConfig
-    family = "fine-tune"
+    traits = Traits(trains_weights=True, asks_with_prompt=False, selects_on_dev=True, curve="train_size")
     methods = {"lora": "fine-tune: LoRA", "full": "fine-tune: full"}
 
     def __init__(self, config: FineTuneConfig, task: Task, labels: list[str], configs: dict | None = None):
@@ -121,11 +123,13 @@ class TunedArm(_Prompted):
 
     # -- preparation: train, or load what an earlier run trained ------------------
     def prepare(self, splits: Splits, ctx: ArmContext) -> None:
+        from ..backends import local_weights
         from ..backends.local import LocalBackend
-        from ..models import load_adapter, load_saved
+        from ..backends.models import load_adapter, load_saved
         base = serving = ctx.base_backend(self.model)
-        if type(base).__name__ == "VLLMBackend":  # trained with transformers, the adapter served by vLLM
-            base = ctx.base_backend(self.model.removeprefix("vllm:"))
+        weights = local_weights(self.model)
+        if weights and weights != self.model:  # vllm:ID: trained with transformers, the adapter served by vLLM
+            base = ctx.base_backend(weights)
         if not isinstance(base, LocalBackend):
             raise TunewiseError(f"arm {self.name!r}: fine-tuning needs a local model, not {self.model!r}",
                                 field="model")
@@ -186,10 +190,10 @@ class TunedArm(_Prompted):
 
     def _train(self, base, train: list[Example], splits: Splits, ctx: ArmContext):
         import torch
-        from ..chat import ChatFormat
-        from ..models import load_causal_lm, merged, save_model, with_lora
-        from ..distributed import LaunchedTrainer, resolve_processes
-        from ..train import SFTTrainer, TrainResult, build_example, count_params, flops_per_token, write_json
+        from ..backends.chat import ChatFormat
+        from ..backends.models import load_causal_lm, merged, save_model, with_lora
+        from ..training.distributed import LaunchedTrainer, resolve_processes
+        from ..training.loop import SFTTrainer, TrainResult, build_example, count_params, flops_per_token, write_json
         settings = self.settings(len(train))
         model = load_causal_lm(self.model, base.device)  # a private copy: the shared backend's stays untouched
         cfg = self.config
@@ -264,7 +268,7 @@ class Hybrid(_Prompted):
     """
 
     Config = HybridConfig
-    family = "hybrid"
+    traits = Traits(trains_weights=True, selects_on_dev=True)
     methods = {"hybrid": "hybrid: tuned + prompt"}
 
     def __init__(self, config: HybridConfig, task: Task, labels: list[str], configs: dict | None = None):

@@ -1,36 +1,38 @@
-"""Backends send messages to models. `make_backend` picks one from a model name."""
+"""Backends send messages to models and know nothing of tasks. Each backend module registers which model
+names it takes (`tunewise.registry.BackendType`); `make_backend` builds the one that takes a name:
+an endpoint's name (OpenAI-compatible server), `fake` (tests), `vllm:ID` (vLLM on a GPU machine), and,
+for anything else, local transformers (`smollm2-135m`, the embedded model; a Hugging Face id; a directory).
+`backends.models` is where weights come from; `backends.chat` how messages become tokens.
+"""
 
 from __future__ import annotations
 
+from ..registry import backend_for
 from .base import Backend, ChoiceScores, Generation, GenParams, GenRequest, ScoreRequest
 from .fake import FakeBackend
 
 __all__ = ["Backend", "ChoiceScores", "FakeBackend", "Generation", "GenParams", "GenRequest",
-           "ScoreRequest", "make_backend"]
+           "ScoreRequest", "is_remote", "local_weights", "make_backend", "remote_backend"]
 
 
 def make_backend(model: str, *, device: str = "auto", batch_size: int = 16, endpoints: dict | None = None) -> Backend:
-    """An endpoint's name (OpenAI-compatible server), `fake` (tests), `smollm2-135m` (embedded),
-    `vllm:ID` (vLLM on a GPU machine), or any Hugging Face id or local directory."""
-    if endpoints and model in endpoints:
-        return remote_backend(endpoints[model])
-    if model == "fake" or model.startswith("fake:"):
-        return FakeBackend(name=model)
-    if model.startswith("vllm:"):
-        from .vllm import VLLMBackend
-        return VLLMBackend(model.removeprefix("vllm:"))
-    from .local import LocalBackend
-    return LocalBackend(model, device=device, batch_size=batch_size)
+    """The backend of a model name, built by the registered backend that takes it."""
+    return backend_for(model, endpoints).create(model, device=device, batch_size=batch_size,
+                                                endpoints=endpoints or {})
+
+
+def is_remote(model: str, endpoints: dict | None = None) -> bool:
+    """Whether a model's answers come from elsewhere (an endpoint, the fake): no weights here to load or train."""
+    return backend_for(model, endpoints).remote
+
+
+def local_weights(model: str, endpoints: dict | None = None) -> str | None:
+    """The local weights a model name stands for (`vllm:ID` is served from ID), None for a remote one."""
+    backend = backend_for(model, endpoints)
+    return None if backend.remote else backend.weights(model)
 
 
 def remote_backend(endpoint) -> Backend:
-    from .openai import OpenAIBackend
-    tokenizer = None
-    if endpoint.tokenizer:
-        from transformers import AutoTokenizer
-        from ..models import resolve_model
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(endpoint.tokenizer))
-    return OpenAIBackend(endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,
-                         concurrency=endpoint.concurrency, timeout_s=endpoint.timeout_s,
-                         max_retries=endpoint.max_retries, backoff_s=endpoint.backoff_s,
-                         logprobs=endpoint.logprobs, tokenizer=tokenizer)
+    """An endpoint's backend (its settings as in the task's `endpoints:`)."""
+    from .openai import from_endpoint
+    return from_endpoint(endpoint)

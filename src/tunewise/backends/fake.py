@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
+from ..registry import BackendType, register_backend
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text
 
 Responder = Callable[[list[Message]], str]
@@ -62,3 +63,7 @@ class FakeBackend:
             if progress:
                 progress(1)
         return out
+
+
+register_backend(BackendType("fake", takes=lambda model, endpoints: model == "fake" or model.startswith("fake:"),
+                             create=lambda model, **_: FakeBackend(name=model), remote=True, priority=20))

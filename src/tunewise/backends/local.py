@@ -6,7 +6,8 @@ import hashlib
 import time
 from typing import Any
 
-from ..models import model_key, quiet_transformers, resolve_model
+from .models import model_key, quiet_transformers, resolve_model
+from ..registry import BackendType, register_backend
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text, json_object_end
 
 
@@ -64,7 +65,7 @@ class LocalBackend:
     @property
     def chat(self):
         if self._chat is None:
-            from ..chat import ChatFormat
+            from .chat import ChatFormat
             self._chat = ChatFormat(self.tokenizer)
         return self._chat
 
@@ -440,3 +441,9 @@ def _batches_by_length(seqs: list[list[int]], size: int, key=None, lexical: bool
     if current:
         batches.append(current)
     return batches
+
+
+# the catch-all: the embedded model's name, a Hugging Face id or a local directory
+register_backend(BackendType("local", takes=lambda model, endpoints: True,
+                             create=lambda model, device="auto", batch_size=16, **_: LocalBackend(
+                                 model, device=device, batch_size=batch_size)))

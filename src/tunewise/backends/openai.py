@@ -19,7 +19,8 @@ import time
 from typing import Any, Callable
 
 from ..errors import Interrupted, RunError, TunewiseError
-from ..parsing import parse_label
+from ..registry import BackendType, register_backend
+from ..task.parsing import parse_label
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text
 
 OnResult = Callable[[int, Any], None]  # (request index, result) as soon as one finishes
@@ -289,3 +290,21 @@ def _run(coro):
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def from_endpoint(endpoint) -> OpenAIBackend:
+    """The backend of one of the task's `endpoints:` (a token counter loaded when it names a tokenizer)."""
+    tokenizer = None
+    if endpoint.tokenizer:
+        from transformers import AutoTokenizer
+        from .models import resolve_model
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(endpoint.tokenizer))
+    return OpenAIBackend(endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,
+                         concurrency=endpoint.concurrency, timeout_s=endpoint.timeout_s,
+                         max_retries=endpoint.max_retries, backoff_s=endpoint.backoff_s,
+                         logprobs=endpoint.logprobs, tokenizer=tokenizer)
+
+
+register_backend(BackendType("endpoint", takes=lambda model, endpoints: model in endpoints,
+                             create=lambda model, endpoints, **_: from_endpoint(endpoints[model]),
+                             remote=True, priority=30))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 
-from ..chat import ChatFormat
+from .chat import ChatFormat
 from ..errors import MissingDependencyError
+from ..registry import BackendType, register_backend
 from .base import ChoiceScores, Generation, GenRequest, Progress, ScoreRequest, finish_text
 
 INSTALL = "pip install 'tunewise[vllm]'"
@@ -26,7 +27,7 @@ class VLLMBackend:
                 from vllm import LLM
             except ImportError:
                 raise MissingDependencyError(f"model 'vllm:{model}' needs vLLM on a GPU machine: {INSTALL}") from None
-            from ..models import resolve_model
+            from .models import resolve_model
             engine = LLM(model=str(resolve_model(model)), enable_lora=True, max_lora_rank=max_lora_rank,
                          gpu_memory_utilization=gpu_memory_utilization, seed=0)
         self.engine, self.model, self.lora = engine, model, lora
@@ -89,3 +90,8 @@ def _choice_logprob(prompt_logprobs, begin: int, ids: list[int]) -> float:
     """The summed log-probability of the choice's tokens: vLLM gives, per prompt position, a dict of
     token id -> Logprob that always holds the prompt's own token."""
     return float(sum(prompt_logprobs[begin + j][token].logprob for j, token in enumerate(ids)))
+
+
+register_backend(BackendType("vllm", takes=lambda model, endpoints: model.startswith("vllm:"),
+                             create=lambda model, **_: VLLMBackend(model.removeprefix("vllm:")), priority=10,
+                             weights=lambda model: model.removeprefix("vllm:")))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .model import RunReport
+from ..analysis.model import RunReport
 
 __all__ = ["RunReport", "write_reports"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .model import MetricValue
+from ..analysis.costs import money  # noqa: F401  amounts are formatted where costs are computed
+from ..analysis.model import MetricValue
 
 
 def num(value: float | None, digits: int = 3) -> str:
@@ -12,18 +13,6 @@ def num(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}"
-
-
-def money(value: float | None, currency: str) -> str:
-    """An amount with three significant digits: 0.00156 USD, 1.23e+03 USD never; 1230 USD."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if value == 0:
-        return f"0 {currency}"
-    text = f"{value:.3g}"
-    if "e+" in text:  # large amounts read better whole
-        text = f"{value:,.0f}"
-    return f"{text} {currency}"
 
 
 def pct(value: float | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .format import metric_cell, money, pct
 from .markdown import prompt_text
-from .model import ArmResult, RunReport
+from ..analysis.model import ArmResult, RunReport
 from .plots import line_chart, pareto_front, scatter
 from .table import declared_lines
 from .terminal import headline
@@ -69,16 +69,16 @@ def _one_time(cost, currency: str) -> str:
 
 
 def _train_seconds(arm: ArmResult, report: RunReport) -> float | None:
-    from ..costs import training_record
+    from ..analysis.costs import training_record
     return training_record(arm, {a.name: a for a in report.arms}).get("wall_s")
 
 
 def _flexibility(arm: ArmResult, report: RunReport) -> str:
-    if arm.family in ("prompt", "retrieval"):
+    if arm.traits.prompting:
         return "edit the prompt: seconds"
     wall = _train_seconds(arm, report)
     retrain = f"retrain: {wall:.0f} s" if wall else "retrain"
-    return f"prompt edit: seconds; task change: {retrain}" if arm.family == "hybrid" else retrain
+    return f"prompt edit: seconds; task change: {retrain}" if arm.traits.hybrid else retrain
 
 
 def _data(arm: ArmResult, report: RunReport) -> str:
@@ -86,7 +86,7 @@ def _data(arm: ArmResult, report: RunReport) -> str:
     text = arm.data_required
     if arm.summary.retrieval_hit_rate is not None:
         text += f"; the passages held the answer for {arm.summary.retrieval_hit_rate:.0%} of items"
-    if arm.family == "fine-tune" and needs and needs.fine_tuning and needs.to_match_prompting is not None:
+    if arm.traits.fine_tune and needs and needs.fine_tuning and needs.to_match_prompting is not None:
         text += f"; {needs.to_match_prompting} matched the best prompt"
     return text
 

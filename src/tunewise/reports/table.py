@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .format import metric_cell, num, pct
-from .model import RunReport
+from ..analysis.model import RunReport
 
 
 def table_rows(report: RunReport) -> tuple[list[str], list[list[str]]]:
@@ -19,7 +19,7 @@ def table_rows(report: RunReport) -> tuple[list[str], list[list[str]]]:
             rows.append([arm.name, arm.method, "(not finished)"] + [""] * (len(header) - 3))
             continue
         # a matched hybrid trained its own adapter; a plain one reuses its tuned arm's (no wall_s of its own)
-        train_s = num((arm.training or {}).get("wall_s"), 0) if arm.family in ("fine-tune", "hybrid") else ""
+        train_s = num((arm.training or {}).get("wall_s"), 0) if arm.traits.trains_weights else ""
         rows.append([arm.name, arm.method] + [metric_cell(s.metrics.get(m)) for m in report.metrics] + [
             pct(s.format_ok), num(s.examples_per_s, 1), num(_ms(s.latency_p50_s), 1), num(_ms(s.latency_p95_s), 1),
             num(s.mean_input_tokens, 1), num(s.mean_output_tokens, 1), _eval_cell(arm), train_s])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .format import num
-from .model import RunReport
+from ..analysis.model import RunReport
 from .table import compare_rows, declared_lines, seed_verdicts, stability_rows, table_rows
 
 

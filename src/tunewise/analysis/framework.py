@@ -1,0 +1,98 @@
+"""The framework's trade-off table (method, quality, cost, speed, flexibility, data required, use case),
+filled with this run's measurements for the leading arm of each kind."""
+
+from __future__ import annotations
+
+from .costs import training_record
+from .decision import KINDS, ci_text, evidence
+from .costs import money
+from .model import FrameworkRow, FrameworkTable, RunReport
+
+
+def framework_table(report: RunReport) -> FrameworkTable | None:
+    """Method, cost, speed, flexibility, data required and use case for the leading arm of each kind."""
+    main = report.main_arms()
+    if not main or report.decision is None:
+        return None
+    facts = evidence(report)[0]  # the same items the verdict was decided on
+    quality = (lambda a: facts.values[a.name].value) if facts else (lambda a: a.value(report.metric))
+    leaders = []
+    for family in ("prompt", "fine-tune", "hybrid", "retrieval"):
+        arms = [a for a in main if a.family == family and quality(a) is not None]
+        if arms:
+            leaders.append((family, max(arms, key=quality)))
+    columns = [f"{KINDS[f]}: {a.name}" for f, a in leaders]
+    quality_cell = lambda report, arm: _quality_text(report, arm, facts)  # noqa: E731
+    rows = [FrameworkRow(label=label, cells=[cell(report, a) for _, a in leaders]) for label, cell in (
+        ("method", _method_cell), ("quality", quality_cell), ("cost", _cost_cell), ("speed", _speed_cell),
+        ("flexibility", _flexibility_cell), ("data required", _data_cell), ("use case", _use_cell))]
+    return FrameworkTable(columns=columns, rows=rows)
+
+
+def _method_cell(report: RunReport, arm) -> str:
+    return arm.method
+
+
+def _quality_text(report: RunReport, arm, facts) -> str:
+    if facts is not None and facts is report.clean:
+        m = facts.values[arm.name]
+        return f"{report.metric} {m.value:.3f} (95% CI {ci_text(m)}) on the {facts.n} clean test items"
+    m = arm.summary.metrics[report.metric]
+    return f"{report.metric} {m.value:.3f} (95% CI {ci_text(m)})"
+
+
+def _cost_cell(report: RunReport, arm) -> str:
+    c = report.costs[arm.name]
+    text = f"{money(c.per_1k, report.currency)} per 1,000 requests"
+    if c.one_time:
+        work = "search" if (arm.training or {}).get("kind") == "search" else "training"
+        text += f"; {money(c.one_time, report.currency)} once ({work})"
+    if c.monthly is not None:
+        text += f"; {money(c.monthly + c.one_time / 12, report.currency)} a month at the stated volume"
+    return text
+
+
+def _train_s(report: RunReport, arm) -> float:
+    return training_record(arm, {a.name: a for a in report.arms}).get("wall_s") or 0.0
+
+
+def _speed_cell(report: RunReport, arm) -> str:
+    evaluate = arm.wall_s or 0.0
+    train = _train_s(report, arm)
+    if train:
+        work = "search" if (arm.training or {}).get("kind") == "search" else "training"
+        return (f"first usable result after {train + evaluate:,.0f} s ({train:,.0f} s {work} + {evaluate:,.0f} s "
+                f"evaluation)")
+    return f"first usable result after {evaluate:,.0f} s (evaluation only)"
+
+
+def _flexibility_cell(report: RunReport, arm) -> str:
+    evaluate = arm.wall_s or 0.0
+    if arm.traits.trains_weights:
+        return f"a change of behaviour means retraining: {_train_s(report, arm) + evaluate:,.0f} s measured"
+    return f"a change of behaviour is a prompt edit, re-evaluated in {evaluate:,.0f} s"
+
+
+def _data_cell(report: RunReport, arm) -> str:
+    text = arm.data_required
+    needs = report.data_needs
+    if arm.traits.fine_tune and needs and needs.fine_tuning:
+        n = needs.to_match_prompting
+        text += (f"; {n} examples matched the best prompt" if n is not None
+                 else "; no train size tried matched the best prompt")
+    return text
+
+
+def _use_cell(report: RunReport, arm) -> str:
+    d = report.decision
+    if d.recommended == arm.name:
+        return f"Recommended ({d.kind}) for this task."
+    if d.kind == "nothing meets the target":
+        return "Not good enough: no arm meets the target." + (" Closest." if d.closest == arm.name else "")
+    if d.kind == "withheld":
+        return "Undecided: the test leaked."
+    if arm.traits.prompting:
+        return "A prompting alternative: scores alike or lower, or costs more." if d.kind in ("prompting", "retrieval") \
+            else "Not enough here: the recommended arm is significantly better or cheaper at the stated volume."
+    return "Not worth it here: no significant gain at the minimum gain, or no stated volume to pay it back." \
+        if d.kind in ("prompting", "retrieval") else "An alternative to the recommended arm."

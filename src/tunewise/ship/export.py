@@ -1,0 +1,224 @@
+"""`export`: a stored arm written as a bundle (see `tunewise.bundle`) that answers as the arm was measured.
+
+The arm's prompt arm is rebuilt from the run's stored configuration (and, for examples in the prompt, its
+data), then checked: the bundle's prompt must reproduce the exact messages the run sent for every test item,
+or nothing is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from ..analysis.build import build_report
+from ..arms import PromptArm, arm_class, build
+from .bundle import CARD, MANIFEST, PROMPT, Bundle, Manifest, ModelRef, PromptSpec, build_prompter, prompt_spec
+from .card import model_card
+from ..task import Endpoint, Task, arm_name, validate_task
+from ..task.data import Example, Splits, fingerprint, load_examples, make_splits
+from ..errors import TunewiseError
+from ..backends.models import model_key, resolve_model
+from ..analysis.model import RunReport
+from ..store.sqlite import Store
+
+
+def export(store: Store, run_id: str, out: str | Path, arm: str | None = None, *, merge: bool = False,
+           log: Callable[[str], None] = lambda message: None) -> Path:
+    """Write the bundle of a run's arm (the recommended one by default) into `out`, a new directory."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TunewiseError("already exists and is not an empty directory; choose another --out", file=str(out))
+    report = _report(store, run_id)
+    run = store.get_run(report.run_id)
+    stored = _stored_arm(store, report, arm)
+    task = validate_task({k: v for k, v in run["config"].items() if k != "decision_metric"}, file="the run's task")
+    prompter, model_name = rebuild_prompter(task, stored, run)
+    rows = store.predictions(report.run_id, stored["name"])
+    spec = prompt_spec(prompter, stored["prompt"])
+    check_prompts(spec, rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    try:
+        model = _write_weights(tmp, task, stored, model_name, merge, log)
+        (tmp / PROMPT).write_text(spec.model_dump_json(indent=2))
+        manifest = _manifest(report, run, stored, model)
+        (tmp / CARD).write_text(model_card(manifest, spec))
+        manifest.files = _hashes(tmp)
+        (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+        if out.exists():
+            out.rmdir()
+        shutil.move(str(tmp), str(out))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _report(store: Store, run_id: str) -> RunReport:
+    try:
+        return build_report(store, run_id)
+    except KeyError:
+        raise TunewiseError(f"no run {run_id!r} in {store.path}") from None
+
+
+def _stored_arm(store: Store, report: RunReport, name: str | None) -> dict[str, Any]:
+    arms = {a["name"]: a for a in store.arms(report.run_id)}
+    if name is None:
+        name = report.decision.recommended if report.decision else None
+        if name is None:
+            kind = report.decision.kind if report.decision else "no decision"
+            raise TunewiseError(f"run {report.run_id} recommends no arm ({kind}); name the arm to export: "
+                                f"{', '.join(arms)}")
+    if name not in arms:
+        raise TunewiseError(f"run {report.run_id} has no arm {name!r}; its arms: {', '.join(arms)}")
+    if arms[name]["status"] != "done":
+        raise TunewiseError(f"arm {name!r} of run {report.run_id} did not finish; run the task again to finish it")
+    return arms[name]
+
+
+# -- the prompt ------------------------------------------------------------------------------------
+def rebuild_prompter(task: Task, stored: dict[str, Any], run: dict[str, Any]) -> tuple[PromptArm, str]:
+    """The prompt arm that asked the arm's model, prepared as in the run (its examples from the same train
+    split), and the name of that model."""
+    try:
+        cls = arm_class(stored["config"]["type"])
+    except KeyError as err:
+        raise TunewiseError(str(err).strip("\"'")) from None
+    config = cls.Config.model_validate(stored["config"])
+    configs = {arm_name(c): c for c in task.arms}
+    labels = run["info"].get("labels") or []
+    arm = build(config, task, labels, configs)
+    if isinstance(arm, PromptArm):
+        prompter = arm
+    elif hasattr(arm, "restore"):  # a searched arm: its winner, from the search's record
+        prompter = arm.restore(stored["training"])
+    elif isinstance(getattr(arm, "prompter", None), PromptArm):  # fine-tuned and hybrid arms
+        prompter = arm.prompter
+    else:
+        raise TunewiseError(f"arm {stored['name']!r}: arms of type {config.type!r} cannot be exported")
+    prompter.prepare(_splits(task, run) if prompter.k else Splits([], [], []))
+    return prompter, _model_of(config, configs, task)
+
+
+def _model_of(config, configs: dict, task: Task) -> str:
+    """The model an arm asks: its own, or (a hybrid) its tuned arm's, else the task's."""
+    tuned = getattr(config, "tuned", None)
+    if tuned in configs:
+        return _model_of(configs[tuned], configs, task)
+    return config.model or task.model
+
+
+def _splits(task: Task, run: dict[str, Any]) -> Splits:
+    """The run's splits, from its data file unchanged since the run (its examples are in the prompt)."""
+    examples = load_examples(task)
+    if fingerprint(examples) != run["data_fingerprint"]:
+        raise TunewiseError(f"the data changed since run {run['id']}: the examples in the arm's prompt "
+                            f"cannot be rebuilt", file=str(task.data_path()))
+    return make_splits(task, examples)
+
+
+def check_prompts(spec: PromptSpec, rows: list[dict[str, Any]]) -> None:
+    """The bundle's prompt must give the messages the run sent, for every test item."""
+    prompter = build_prompter(spec)
+    for row in rows:
+        example = Example(id=row["example_id"], input=row["input"], target=row["target"], line=0)
+        if prompter.messages(example) != row["messages"]:
+            raise TunewiseError(f"the rebuilt prompt differs from the one the run sent for test item "
+                                f"{row['example_id']}; the bundle would not answer as the arm was measured")
+
+
+# -- the weights -----------------------------------------------------------------------------------
+def _write_weights(out: Path, task: Task, stored: dict[str, Any], model: str, merge: bool, log) -> ModelRef:
+    endpoint = task.endpoints.get(model)
+    if endpoint is not None:
+        if merge:
+            raise TunewiseError("--merge needs a local model; this arm asks an endpoint")
+        return ModelRef(name=model, key=f"openai:{endpoint.base_url}|{endpoint.model}",
+                        endpoint=_without_credentials(endpoint, log))
+    ref = ModelRef(name=model, key=model_key(model), path=resolve_model(model))
+    tuned = Path((stored["training"] or {}).get("path") or "")
+    if stored["training"] is None or not tuned.name:  # a prompt arm
+        if merge:
+            raise TunewiseError("--merge needs a LoRA arm; this arm has no tuned weights")
+        return ref
+    if (tuned / "adapter").is_dir():
+        _copy_adapter(tuned / "adapter", out / "adapter")
+        ref.weights = "adapter"
+        if merge:
+            log("merging the adapter into the base model")
+            _merge(model, out / "adapter", out / "merged")
+            ref.merged = True
+    elif (tuned / "model").is_dir():
+        shutil.copytree(tuned / "model", out / "model")
+        ref.weights = "model"  # full fine-tuning: the weights are the whole model, merged already
+        if merge:
+            log("note: a fully fine-tuned arm's weights are a whole model already (model/); --merge adds nothing")
+    else:
+        raise TunewiseError(f"the arm's tuned weights are gone from {tuned}; run the task again to retrain",
+                            file=str(tuned))
+    return ref
+
+
+def _copy_adapter(source: Path, target: Path) -> None:
+    """PEFT's adapter files (peft and vLLM load them) and the tokenizer saved beside them."""
+    shutil.copytree(source, target)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        if not (target / name).exists():
+            raise TunewiseError(f"the adapter lacks {name}", file=str(source))
+
+
+def _merge(model: str, adapter: Path, target: Path) -> None:
+    """The base model with the adapter merged in, in Hugging Face safetensors format with its tokenizer."""
+    from transformers import AutoTokenizer
+    from ..backends.models import load_adapter, save_model
+    merged = load_adapter(model, adapter, "cpu")
+    save_model(merged, AutoTokenizer.from_pretrained(resolve_model(model)), target)
+
+
+def _without_credentials(endpoint: Endpoint, log) -> Endpoint:
+    """The endpoint reference; a user name or password in its URL is dropped (the key stays in the environment)."""
+    parts = urlsplit(endpoint.base_url)
+    if parts.username is None and parts.password is None:
+        return endpoint
+    log("note: the endpoint's URL held credentials; the bundle keeps the URL without them")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return endpoint.model_copy(update={"base_url": urlunsplit(parts._replace(netloc=netloc))})
+
+
+# -- the manifest ------------------------------------------------------------------------------------
+def _manifest(report: RunReport, run: dict[str, Any], stored: dict[str, Any], model: ModelRef) -> Manifest:
+    from ..run.runner import _versions
+    arm = next(a for a in report.arms if a.name == stored["name"])
+    decision = report.decision
+    return Manifest(
+        name=f"{report.task}-{arm.name}", run_id=report.run_id, arm=arm.name, arm_type=arm.type,
+        family=arm.family or "", method=arm.method,
+        recommended=decision is not None and decision.recommended == arm.name,
+        task=report.task, task_type=report.config["type"], metric=report.metric,
+        metrics={k: v.model_dump() for k, v in arm.summary.metrics.items()}, n_test=arm.summary.n,
+        decision=decision.model_dump(include={"recommended", "kind", "metric", "metric_why", "reasons"})
+        if decision else {}, model=model, data_fingerprint=run["data_fingerprint"], config_hash=run["config_hash"],
+        versions={"run": run["info"].get("versions", {}), "export": _versions_now(_versions())},
+        created_at=time.time())
+
+
+def _versions_now(base: dict[str, str]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    for package in ("peft", "safetensors"):
+        try:
+            base[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return base
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    from .bundle import sha256
+    return {path.relative_to(folder).as_posix(): sha256(path)
+            for path in sorted(p for p in folder.rglob("*") if p.is_file())}
+
+
+__all__ = ["Bundle", "export"]

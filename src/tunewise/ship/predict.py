@@ -1,0 +1,145 @@
+"""`predict`: a bundle's answers for every row of a file, written as JSONL, resumable.
+
+Rows are read as a task's data is (JSONL, CSV, Parquet, a saved `datasets` directory) and rendered with the
+task's input template; each batch's answers are written and flushed before the next batch starts, so a
+killed run loses at most the batch in flight, and running the same command again skips the rows already
+written. When the rows hold the task's target field, the answers are scored with the run's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .bundle import Bundle, prediction_record
+from ..task.data import Example, _target, _text_field, read_rows
+from ..errors import DataError
+from ..measure import get_metric
+from ..measure.evaluate import summarize
+
+
+@dataclass
+class PredictResult:
+    out: Path
+    written: int                 # rows answered by this call
+    skipped: int                 # rows found already written (resumed)
+    summary: dict[str, Any] | None = None  # metrics, when the input holds targets
+    ids: list[str] = field(default_factory=list)
+
+
+def predict_file(bundle: Bundle, input_path: str | Path, out: str | Path, *, batch_size: int = 64,
+                 id_field: str = "id", progress: bool = True,
+                 log: Callable[[str], None] = lambda message: None) -> PredictResult:
+    """Answer every row of `input_path` not yet in `out`, appending one JSON line per row."""
+    from ..run.runner import _Bars
+    out = Path(out)
+    examples = read_inputs(bundle, Path(input_path), id_field)
+    done = written_ids(out)
+    _same_rows(done, examples, _source(bundle), out)
+    todo = [e for e in examples if e.id not in done]
+    if done:
+        log(f"resuming: {len(examples) - len(todo)} of {len(examples)} rows already in {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _Bars(progress) as bars, out.open("a", encoding="utf-8") as handle:
+        advance = bars.callback("predict", len(todo))
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            answers = bundle.answer(batch, progress=advance)
+            handle.write("".join(json.dumps(_record(p, _source(bundle)), ensure_ascii=False) + "\n"
+                                 for p in answers))
+            handle.flush()
+            os.fsync(handle.fileno())  # a finished batch survives a kill, even of the machine
+    return PredictResult(out, len(todo), len(examples) - len(todo), score(bundle, out, examples),
+                         [e.id for e in examples])
+
+
+def _source(bundle: Bundle) -> str:
+    """Which arm answered: a resumed file must go on with the same one."""
+    return f"{bundle.manifest.run_id}/{bundle.manifest.arm}"
+
+
+def _same_rows(done: dict[str, dict], examples: list[Example], source: str, out: Path) -> None:
+    """Rows already in `out` must be these rows' answers, by this bundle: ids alone could match another file's."""
+    for e in examples:
+        record = done.get(e.id)
+        if record is None:
+            continue
+        if record.get("input", e.input) != e.input:
+            raise DataError(f"row id {e.id!r} was answered for another input ({record['input'][:40]!r}); "
+                            "choose another --out", file=str(out), line=record["_line"])
+        if record.get("bundle", source) != source:
+            raise DataError(f"written by another bundle ({record['bundle']}, not {source}); choose another --out",
+                            file=str(out), line=record["_line"])
+
+
+def _record(p, source: str) -> dict[str, Any]:
+    record = prediction_record(p)
+    record.update(input=p.example.input, bundle=source)
+    if p.example.target is not None:
+        record["target"] = p.example.target
+    record.update(latency_s=p.latency_s, input_tokens=p.input_tokens, output_tokens=p.output_tokens)
+    return record
+
+
+def read_inputs(bundle: Bundle, path: Path, id_field: str) -> list[Example]:
+    """The rows as examples: the input rendered with the task's template (or a row's `input` field), the
+    target when the row has it, the id from `id_field` (else the row's line or number)."""
+    task = bundle.task
+    template, fields = task.data.input, task.data.input_fields()
+    examples, seen = [], set()
+    for line, row in read_rows(path):
+        where = {"file": str(path), "line": line}
+        if all(f in row for f in fields) or "input" not in row:
+            values = {f: _text_field(row, f, where) for f in fields}
+            text = values[template] if template in values else template.format(**values)
+        else:
+            text = _text_field(row, "input", where)
+        target = _target(task, row, where) if task.data.target in row else None
+        labels = bundle.prompter.labels
+        if target is not None and task.type == "classification" and labels and target not in labels:
+            raise DataError(f"label {target!r} is not one of the bundle's labels {labels}",
+                            field=task.data.target, **where)
+        example_id = str(row[id_field]) if row.get(id_field) is not None else str(line)
+        if example_id in seen:
+            raise DataError(f"id {example_id!r} repeats an earlier row's (answers are matched to rows by id)",
+                            field=id_field, **where)
+        seen.add(example_id)
+        examples.append(Example(id=example_id, input=text, target=target, line=line))
+    if not examples:
+        raise DataError("the input has no rows", file=str(path))
+    return examples
+
+
+def written_ids(out: Path) -> dict[str, dict]:
+    """The records already in `out` by id (with their `_line`); a last line cut short by a kill is removed."""
+    if not out.exists():
+        return {}
+    data = out.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):  # the tail of a write the kill interrupted
+        with out.open("r+b") as handle:
+            handle.truncate(end)
+    ids = {}
+    for number, raw in enumerate(data[:end].splitlines(), start=1):
+        try:
+            record = json.loads(raw)
+            ids[str(record["id"])] = dict(record, _line=number)
+        except (ValueError, KeyError, TypeError):
+            raise DataError("not a line this command wrote; choose another --out", file=str(out),
+                            line=number) from None
+    return ids
+
+
+def score(bundle: Bundle, out: Path, examples: list[Example]) -> dict[str, Any] | None:
+    """The run's metrics (with 95% bootstrap intervals) over every answered row, when the rows hold targets."""
+    if any(e.target is None for e in examples):
+        return None
+    answered = {str(r["id"]): dict(r, cached=False)
+                for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    rows = [answered[e.id] for e in examples]  # in input order, as the run's intervals resample
+    task = bundle.task
+    names = [n for n in task.metric_names() if not get_metric(n, task).stored]  # a judge is not asked here
+    return summarize(rows, names, seed=task.splits.seed, task=task)
