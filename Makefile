@@ -8,13 +8,18 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: demo test env bench clean
+.PHONY: demo test lint env bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/tunewise demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# ruff, and the package's layers and import circles (the contracts in pyproject.toml); .ci/run runs it
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 env: $(STAMP)
 

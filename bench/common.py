@@ -21,8 +21,8 @@ class DemoData:
 
 def demo_data(directory: Path) -> DemoData:
     """The demo task (word sentiment) and its seeded splits, exactly as `tunewise demo` makes them."""
-    from tunewise.task.data import label_set, load_examples, make_splits
     from tunewise.demo import demo_task
+    from tunewise.task.data import label_set, load_examples, make_splits
     task, _ = demo_task(directory)
     examples = load_examples(task)
     return DemoData(task, make_splits(task, examples), label_set(task, examples), directory)

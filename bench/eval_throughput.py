@@ -21,7 +21,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import accuracy, demo_data, rate_table, timed  # noqa: E402
-
 from tunewise.backends.local import _common_prefix_len  # noqa: E402
 
 MAX_NEW = 3
@@ -57,8 +56,8 @@ class Flops:
 
 
 def prompt_arms(data):
-    from tunewise.arms.prompt import PromptArm
     from tunewise.arms import FewShotConfig, ZeroShotConfig
+    from tunewise.arms.prompt import PromptArm
     zero = PromptArm(ZeroShotConfig(type="zero_shot", name="zero_shot", decoding="constrained"), data.task, data.labels)
     eight = PromptArm(FewShotConfig(type="few_shot", name="8-shot", k=8, decoding="constrained"), data.task, data.labels)
     eight.prepare(data.splits)
@@ -78,6 +77,7 @@ def run_tunewise(backend, arm, test, flops: Flops) -> EvalRow:
 def run_hf_generate(backend, arm, test, flops: Flops, batch_size: int = 16) -> EvalRow:
     """The loop a transformers user writes: left-padded batches in input order, model.generate, parse."""
     import torch
+
     from tunewise.task.parsing import parse_label
     tok, model = backend.tokenizer, backend.model
     texts = [backend.render(arm.messages(e)) for e in test]

@@ -31,6 +31,7 @@ def shares(prof) -> str:
 
 def profile_scoring(data) -> None:
     import torch
+
     from eval_throughput import prompt_arms
     from tunewise.backends.local import LocalBackend
     from tunewise.backends.models import EMBEDDED
@@ -46,6 +47,7 @@ def profile_scoring(data) -> None:
 
 def profile_training(data, steps: int, precision: str) -> None:
     import torch
+
     from train_throughput import Setup
     from tunewise.training.loop import SFTTrainer, build_example
     setup = Setup(data, steps * 8)

@@ -44,8 +44,8 @@ def wait_for(port: int) -> None:
 
 def run(n: int, concurrency: int, delay: float, port: int) -> dict:
     from tunewise.backends.base import GenParams, GenRequest
-    from tunewise.store.cache import CachedBackend
     from tunewise.backends.openai import OpenAIBackend
+    from tunewise.store.cache import CachedBackend
     from tunewise.store.sqlite import Store
 
     backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "bench", concurrency=concurrency, timeout_s=10)

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from tunewise.arms import family
-from tunewise.task import arm_name
 from tunewise.demo import demo_task
 from tunewise.run.executor import plan_units
 from tunewise.run.runner import arm_plan, run
+from tunewise.task import arm_name
 
 
 def bench_task(directory: Path, seeds: list[int], limit: int | None, trials: int | None, executor: str,

@@ -34,10 +34,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def make_bundle(folder: Path, arm: dict, max_test: int) -> Path:
     """The demo task with one arm, run on max_test test items and exported."""
     import tunewise
-    from tunewise.task import validate_task
     from tunewise.demo import demo_task
     from tunewise.ship.export import export
     from tunewise.store.sqlite import Store
+    from tunewise.task import validate_task
     task, _ = demo_task(folder / "demo")
     data = task.model_dump(mode="json")
     data.update(arms=[arm], learning_curve=None, consistency={"enabled": False},

@@ -56,6 +56,7 @@ class Setup:
     def fresh_model(self):
         """The base weights with a seeded LoRA adapter, as the arm starts its training."""
         import torch
+
         from tunewise.backends.models import load_causal_lm, with_lora
         model = load_causal_lm(EMBEDDED, "cpu")
         torch.manual_seed(self.arm.seed)
@@ -87,6 +88,7 @@ def run_tunewise(setup: Setup, precision: str = "auto") -> tuple[TrainRow, list[
 def run_trl(setup: Setup, bf16: bool = False) -> tuple[TrainRow, list[list[int]]]:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
+
     from tunewise.training.loop import flops_per_token
     dataset = Dataset.from_list([{"prompt": p, "completion": e.target_text} for p, e in zip(setup.prompts, setup.train)])
     import math

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import tunewise
-from tunewise.task import validate_task
 from tunewise.ship.export import export
 from tunewise.store.sqlite import Store
+from tunewise.task import validate_task
 
 # 64 rows: 22 test items, enough for the first-20 adapter check
 ROWS = [(f"{stem}{i}", label) for i in range(16) for stem, label in

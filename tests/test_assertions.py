@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from tunewise.measure.assertions import passes, sentences, words
 from tunewise.backends import FakeBackend
-from tunewise.task import validate_task
 from tunewise.measure import get_metric
+from tunewise.measure.assertions import passes, sentences, words
 from tunewise.run.runner import run
+from tunewise.task import validate_task
 
 GOOD = ("Gravity is the pull between things that have mass. For example, an apple falls from a tree because "
         "the Earth pulls it down. The Moon stays near us for the same reason.")
@@ -153,6 +153,7 @@ def test_assertions_apply_to_a_task_with_targets_too():
 
 def test_the_explain_example_is_written_and_runs(tmp_path):
     from click.testing import CliRunner
+
     from tunewise.cli import main
     from tunewise.task import load_task
     result = CliRunner().invoke(main, ["demo", "--task", "explain", "--write-task", str(tmp_path / "ex")])
@@ -185,8 +186,8 @@ def test_the_html_report_has_the_closing_note(tmp_path):
                                             ("langdetect", {"type": "language", "value": ["en"]}),
                                             ("jsonschema", {"type": "json_schema", "value": {"type": "object"}})])
 def test_a_missing_library_says_which_install_brings_it(module, config, monkeypatch):
-    from tunewise.measure.assertions import _schema_validator
     from tunewise.errors import MissingDependencyError
+    from tunewise.measure.assertions import _schema_validator
     _schema_validator.cache_clear()
     monkeypatch.setitem(__import__("sys").modules, module, None)  # import now fails, as when not installed
     with pytest.raises(MissingDependencyError, match=r"needs .*pip install 'tunewise\[assert\]'"):

@@ -128,8 +128,8 @@ def test_cache_key_covers_model_prompt_params_and_sample():
 
 
 def test_cache_sends_a_concurrent_backend_everything_at_once_and_saves_each_answer_on_arrival(tmp_path):
-    from tunewise.store.cache import CachedBackend
     from tunewise.backends.fake import FakeBackend
+    from tunewise.store.cache import CachedBackend
     from tunewise.store.sqlite import Store
     store = Store(tmp_path / "cache.db")
     saved_as_they_arrive, calls = [], []

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tunewise.cli import main
-
 from conftest import TASK_YAML, WORDS
+from tunewise.cli import main
 
 CSV = "word,label\n" + "".join(f"{w},{label}\n" for w, label in WORDS)
 

@@ -3,9 +3,8 @@
 import pytest
 from click.testing import CliRunner
 
-from tunewise.cli import main
-
 from conftest import TASK_YAML
+from tunewise.cli import main
 
 
 def invoke(*args, cwd=None):

@@ -1,9 +1,8 @@
 import pytest
 
-from tunewise.task import load_task, validate_task
-from tunewise.errors import TaskFileError
-
 from conftest import TASK_YAML
+from tunewise.errors import TaskFileError
+from tunewise.task import load_task, validate_task
 
 
 def write(tmp_path, text):

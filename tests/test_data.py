@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from tunewise.errors import DataError, LeakageError, TaskFileError
 from tunewise.task import validate_task
 from tunewise.task.data import check_leakage, find_leakage, label_set, load_examples, make_splits
-from tunewise.errors import DataError, LeakageError, TaskFileError
 
 
 def task_for(path, **extra):

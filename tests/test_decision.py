@@ -5,13 +5,13 @@ import re
 
 import pytest
 
-from tunewise.arms import family, method
 from tunewise.analysis.costs import arm_costs, break_even
 from tunewise.analysis.decision import MIN_CLEAN, decide
 from tunewise.analysis.framework import framework_table
-from tunewise.measure import get_metric
 from tunewise.analysis.model import ArmCost, ArmResult, ArmSummary, Evidence, MetricValue, RunReport
 from tunewise.analysis.stats import compare_all
+from tunewise.arms import family, method
+from tunewise.measure import get_metric
 
 PRICES = {"hardware_per_hour": 1.0, "currency": "USD"}  # no volume stated
 VOLUME = {"hardware_per_hour": 10.0, "requests_per_month": 10_000_000, "currency": "USD"}

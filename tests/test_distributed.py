@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from tunewise.backends.models import load_causal_lm, with_lora
 from tunewise.task import TrainSettings
 from tunewise.training.distributed import LaunchedTrainer, resolve_processes
-from tunewise.backends.models import load_causal_lm, with_lora
 from tunewise.training.loop import SFTTrainer, build_example
 
 pytest.importorskip("accelerate")
@@ -103,9 +103,9 @@ def test_launched_training_on_the_gpus_matches_one_process(tiny_model_dir, tiny_
 
 
 def test_more_processes_than_gpus_is_refused_before_running(task_file, monkeypatch):
+    from tunewise.errors import TaskFileError
     from tunewise.run.checks import _check_processes
     from tunewise.task import load_task
-    from tunewise.errors import TaskFileError
     text = task_file.read_text().replace("model: fake", "model: some/model")
     task_file.write_text(text + "  - {type: lora, train: {processes: 4}}\n")
     task = load_task(task_file)

@@ -5,13 +5,12 @@ import json
 import pytest
 
 import tunewise
+from conftest import oracle
 from tunewise.backends import FakeBackend
-from tunewise.task import ExecutorConfig, validate_task
 from tunewise.run.executor import plan_units
 from tunewise.run.runner import arm_plan, config_hash
 from tunewise.store.sqlite import Store
-
-from conftest import oracle
+from tunewise.task import ExecutorConfig, validate_task
 
 
 def fake_factory(backend):

@@ -5,15 +5,14 @@ import json
 import pytest
 
 import tunewise
-from tunewise.ship.bundle import Bundle
+from bundle_fixtures import tiny_task
+from conftest import oracle
 from tunewise.errors import TunewiseError
+from tunewise.ship.bundle import Bundle
 from tunewise.ship.export import export
 from tunewise.ship.predict import predict_file
 from tunewise.store.sqlite import Store
 from tunewise.testing import FaultyServer
-
-from bundle_fixtures import tiny_task
-from conftest import oracle
 
 
 def test_export_writes_manifest_card_prompt_and_adapter(tiny_run):
@@ -183,6 +182,7 @@ def test_remote_bundle_keeps_the_endpoint_never_the_key(tmp_path, words_csv, mon
 
 def test_cli_export_and_predict(tiny_run, tmp_path):
     from click.testing import CliRunner
+
     from tunewise.cli import main
     out = tmp_path / "bundle"
     result = CliRunner().invoke(main, ["export", tiny_run.run_id, "structured", "--out", str(out),

@@ -4,11 +4,12 @@ import pytest
 
 import tunewise
 from tunewise.analysis.build import _contribution_statement, build_report
+from tunewise.analysis.model import Contribution, Part
 from tunewise.backends import FakeBackend
 from tunewise.reports.markdown import to_markdown
-from tunewise.analysis.model import Contribution, Part
 from tunewise.reports.table import table_rows
 from tunewise.store.sqlite import Store
+
 
 @pytest.fixture
 def many_words(tmp_path):
@@ -152,6 +153,7 @@ def test_alternate_needs_a_searched_prompt():
 def test_an_alternating_hybrid_exports_with_the_prompt_it_was_measured_with(alternating, tmp_path):
     """export rebuilds the second search's winner and checks it against the prompts the run sent."""
     import json
+
     from tunewise.ship.export import export
     task, result = alternating
     out = export(Store(result.store_path), result.run_id, tmp_path / "bundle", "hybrid")
@@ -163,8 +165,8 @@ def test_an_alternating_hybrid_exports_with_the_prompt_it_was_measured_with(alte
 
 def test_the_few_shot_curve_draws_several_example_sets_at_each_k(tmp_path, many_words):
     from tunewise.arms import build
-    from tunewise.task.data import load_examples, make_splits
     from tunewise.run.runner import arm_plan
+    from tunewise.task.data import load_examples, make_splits
     task = tunewise.validate_task({
         "name": "many", "model": "fake", "instruction": "Classify the sentiment of the word.",
         "data": {"path": str(many_words), "input": "Word: {word}", "target": "label"},

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from tunewise.backends import FakeBackend
-from tunewise.task import Criterion, load_task
 from tunewise.measure.judge import pair_summary, parse_rubric, parse_winner, rubric_score, sign_test, spearman
 from tunewise.run.runner import run
 from tunewise.store.sqlite import Store
+from tunewise.task import Criterion, load_task
 
 CLARITY = Criterion(name="clarity", description="clear to a beginner", scale=(1, 5))
 EXAMPLES = Criterion(name="examples", description="concrete examples", scale=(0, 10))
@@ -217,6 +217,7 @@ def test_a_human_score_that_is_not_a_number_names_its_line(tmp_path):
     lines[2] = json.dumps({"topic": "tides", "answer": "x", "human_score": "good"})
     path.write_text("\n".join(lines) + "\n")
     from click.testing import CliRunner
+
     from tunewise.cli import main
     result = CliRunner().invoke(main, ["run", str(tmp_path / "task.yaml"), "--no-progress", "--home",
                                        str(tmp_path / "home")])

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from tunewise.measure.metrics import (METRICS, bootstrap_interval, key_accuracy, label_counts, macro_f1, resample_counts, rouge_l, token_f1)
+from tunewise.measure.metrics import (
+    METRICS,
+    bootstrap_interval,
+    key_accuracy,
+    label_counts,
+    macro_f1,
+    resample_counts,
+    rouge_l,
+    token_f1,
+)
 from tunewise.task.parsing import parse_json, parse_label
 
 ROUGE_PAIRS = [

@@ -6,11 +6,10 @@ from typing import Literal
 import pytest
 
 import tunewise
+from conftest import oracle
 from tunewise.arms import Arm, Prediction, arm_class, family, method, register, types
 from tunewise.backends import FakeBackend
 from tunewise.task import ArmSettings
-
-from conftest import oracle
 
 
 class ConstantConfig(ArmSettings):

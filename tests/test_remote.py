@@ -12,13 +12,12 @@ import time
 import pytest
 
 import tunewise
+from conftest import oracle
 from tunewise.backends.base import GenParams, GenRequest, ScoreRequest
 from tunewise.backends.openai import BackendError, OpenAIBackend
-from tunewise.task import validate_task
 from tunewise.store.sqlite import Store
+from tunewise.task import validate_task
 from tunewise.testing import FaultyServer
-
-from conftest import oracle
 
 SECRET = "sk-test-NEVER-STORE-THIS-12345"
 

@@ -1,8 +1,8 @@
 """The renderers' formatting: one money format, Markdown tables that survive any cell text."""
 
+from tunewise.analysis.model import MetricValue
 from tunewise.reports.format import md_cell, metric_cell, money, num
 from tunewise.reports.markdown import _table
-from tunewise.analysis.model import MetricValue
 
 
 def test_money_reads_the_same_everywhere():

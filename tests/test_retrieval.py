@@ -6,9 +6,9 @@ import re
 import pytest
 
 import tunewise
+from tunewise.arms.knowledge import BM25Index, load_passages
 from tunewise.backends import FakeBackend
 from tunewise.errors import DataError, TaskFileError
-from tunewise.arms.knowledge import BM25Index, load_passages
 
 COLORS = ["red", "green", "blue", "amber", "violet"]
 

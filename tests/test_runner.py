@@ -4,11 +4,10 @@ import sqlite3
 import pytest
 
 import tunewise
+from conftest import oracle
 from tunewise.backends import FakeBackend
 from tunewise.errors import StoreError
 from tunewise.store.sqlite import SCHEMA_VERSION, Store
-
-from conftest import oracle
 
 
 def fake_factory(backend):
@@ -145,8 +144,8 @@ def test_calibrate_needs_scored_labels():
 def test_the_consistency_pass_keeps_within_its_share_of_an_arm(task_file):
     from types import SimpleNamespace
 
-    from tunewise.task import ConsistencyConfig
     from tunewise.measure.consistency import item_count
+    from tunewise.task import ConsistencyConfig
     task = tunewise.load_task(task_file)
     task = task.model_copy(update={"consistency": ConsistencyConfig(samples=5, max_items=50)})
     generated = SimpleNamespace(decoding="generate", asks_instruction=True)

@@ -6,10 +6,9 @@ import optuna
 import pytest
 
 import tunewise
+from conftest import oracle
 from tunewise.backends import FakeBackend
 from tunewise.store.sqlite import Store
-
-from conftest import oracle
 
 SMALL = {"trials": 10, "paraphrases": False, "levers": False, "ks": [0], "decodings": ["generate"]}
 

@@ -16,10 +16,10 @@ pytest.importorskip("fastapi")
 
 from tunewise.backends.base import GenParams, GenRequest
 from tunewise.backends.openai import OpenAIBackend
-from tunewise.ship.bundle import Bundle
 from tunewise.measure.evaluate import summarize
-from tunewise.task.parsing import parse_answer
+from tunewise.ship.bundle import Bundle
 from tunewise.ship.serve import ServeSettings, create_app, serving
+from tunewise.task.parsing import parse_answer
 
 KEY = "tw-serve-test-key"
 

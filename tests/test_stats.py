@@ -5,8 +5,17 @@ import math
 import numpy as np
 import pytest
 
+from tunewise.analysis.stats import (
+    compare_all,
+    holm,
+    items_needed_continuous,
+    mcnemar_exact,
+    mcnemar_items_needed,
+    paired_bootstrap_diff,
+    permutation_test,
+    recomputed_permutation_test,
+)
 from tunewise.measure.metrics import METRICS
-from tunewise.analysis.stats import (compare_all, holm, items_needed_continuous, mcnemar_exact, mcnemar_items_needed, paired_bootstrap_diff, permutation_test, recomputed_permutation_test)
 
 
 def test_mcnemar_exact_worked_by_hand():

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tunewise.measure.metrics import METRICS
 from tunewise.analysis.stats import compare_all, holm, items_needed_continuous, mcnemar_exact, mcnemar_items_needed
+from tunewise.measure.metrics import METRICS
 
 ALPHAS_AND_POWERS = [(a, p) for a in (0.01, 0.05, 0.1, 0.2) for p in (0.5, 0.8, 0.9, 0.95)]
 

@@ -5,11 +5,10 @@ import pytest
 import torch
 
 import tunewise
-from tunewise.task import TrainSettings, validate_task
-from tunewise.run.runner import arm_plan
-from tunewise.training.loop import SFTTrainer, build_example
-
 from conftest import WORDS
+from tunewise.run.runner import arm_plan
+from tunewise.task import TrainSettings, validate_task
+from tunewise.training.loop import SFTTrainer, build_example
 
 
 @pytest.fixture
@@ -84,6 +83,7 @@ def test_a_plain_hybrid_reuses_the_tuned_arms_adapter(tuning_task, tmp_path):
 def test_saved_adapter_reloads_to_the_same_predictions(tuning_task, tmp_path, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+
     from tunewise.store.sqlite import Store
     result = tunewise.run(tuning_task(), home=tmp_path, progress=False)
     store = Store(result.store_path)

@@ -330,6 +330,7 @@ def _report(store, run_id: str):
 
 def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool) -> None:
     import time
+
     from .reports.terminal import print_table
     from .run.runner import run
     start = time.perf_counter()

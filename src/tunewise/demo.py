@@ -8,9 +8,9 @@ from importlib import resources
 from pathlib import Path
 
 from .arms import traits
-from .task import Task, load_task
-from .errors import MissingDependencyError, TunewiseError
 from .backends.models import package_dir
+from .errors import MissingDependencyError, TunewiseError
+from .task import Task, load_task
 
 LEXICON_INSTALL = "pip install --no-deps vaderSentiment==3.3.2"
 WORD = re.compile(r"[a-z][a-z'\-]*[a-z]")

@@ -44,6 +44,13 @@ def register(kind: Kind, name: str, entry: Any) -> Any:
     return entry
 
 
+def unregister(kind: Kind, name: str) -> None:
+    """Remove a registered name (a plugin's tests clean up after themselves); listeners hear of it."""
+    _ENTRIES[kind].pop(name, None)
+    for listener in _LISTENERS[kind]:
+        listener(entries(kind))
+
+
 def get(kind: Kind, name: str) -> Any:
     """The registered entry; KeyError naming the known ones when there is none."""
     load_plugins()

@@ -4,7 +4,8 @@
         server.faults = lambda n, body: "429" if n % 3 == 0 else None
         ... OpenAIBackend(server.url, "fake") ...
 
-A fault is one of: "429" (with Retry-After), "500", "400" (not to be retried), "timeout" (answers after the client gave up),
+A fault is one of: "429" (with Retry-After), "500", "400" (not to be retried), "timeout" (answers after the client
+gave up),
 "malformed" (a 200 with a broken body), "drop" (closes the connection without an answer).
 `answered` counts, per prompt, the answers delivered; `received` counts every request.
 """

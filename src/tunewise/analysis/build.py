@@ -11,16 +11,32 @@ import json
 from collections import Counter
 
 from ..arms import arm_class, family, method
+from ..measure import declared_metrics, get_metric
+from ..measure.metrics import Metric, bootstrap_interval, metric_inputs, normalize_answer
+from ..store.sqlite import Store
 from .costs import arm_costs, training_record
 from .decision import Decider, decide, verdict
 from .framework import framework_table
-from ..measure import declared_metrics, get_metric
-from ..measure.metrics import Metric, bootstrap_interval, metric_inputs, normalize_answer
-from .model import (ArmResult, ArmSummary, BestArm, Comparison, Confusion, Contribution, DataNeeds, Disagreement,
-                    Evidence, MetricValue, Part, RunReport, SearchSummary, SeedSpread, ShotPoint, Stability,
-                    TuningPoint)
+from .model import (
+    ArmResult,
+    ArmSummary,
+    BestArm,
+    Comparison,
+    Confusion,
+    Contribution,
+    DataNeeds,
+    Disagreement,
+    Evidence,
+    MetricValue,
+    Part,
+    RunReport,
+    SearchSummary,
+    SeedSpread,
+    ShotPoint,
+    Stability,
+    TuningPoint,
+)
 from .stats import compare_all
-from ..store.sqlite import Store
 
 
 def build_report(store: Store, run_id: str) -> RunReport:

@@ -54,7 +54,8 @@ def arm_costs(arms: list[ArmResult], prices: dict[str, Any], judge_model: str | 
     for name, arm in finished.items():
         per_request, basis = request_cost(arm, prices)
         out[name] = ArmCost(per_1k=per_request * 1000, basis=basis, one_time=training_cost(arm, prices, finished),
-                            monthly=None if volume is None else per_request * volume, train_flops=(arm.training or {}).get("train_flops"),
+                            monthly=None if volume is None else per_request * volume,
+                            train_flops=(arm.training or {}).get("train_flops"),
                             judge=judge_cost(arm.summary.judge, judge_model, prices))
     return out
 

@@ -21,7 +21,8 @@ KINDS = {"prompt": "prompting",  # how the verdict names each family
 def evidence(report: RunReport) -> tuple[Evidence | None, str | None]:
     """The facts the verdict uses, and why it uses the clean subset (or withholds one: evidence None)."""
     main = report.main_arms()
-    everything = Evidence(basis=f"all {main[0].summary.n if main else 0} test items", n=main[0].summary.n if main else 0,
+    n = main[0].summary.n if main else 0
+    everything = Evidence(basis=f"all {n} test items", n=n,
                           values={a.name: a.summary.metrics[report.metric] for a in main},
                           comparisons=report.comparisons)
     if report.stability is not None:

@@ -3,9 +3,8 @@ filled with this run's measurements for the leading arm of each kind."""
 
 from __future__ import annotations
 
-from .costs import training_record
+from .costs import money, training_record
 from .decision import KINDS, ci_text, evidence
-from .costs import money
 from .model import FrameworkRow, FrameworkTable, RunReport
 
 
@@ -92,7 +91,8 @@ def _use_cell(report: RunReport, arm) -> str:
     if d.kind == "withheld":
         return "Undecided: the test leaked."
     if arm.traits.prompting:
-        return "A prompting alternative: scores alike or lower, or costs more." if d.kind in ("prompting", "retrieval") \
+        return "A prompting alternative: scores alike or lower, or costs more." \
+            if d.kind in ("prompting", "retrieval") \
             else "Not enough here: the recommended arm is significantly better or cheaper at the stated volume."
     return "Not worth it here: no significant gain at the minimum gain, or no stated volume to pay it back." \
         if d.kind in ("prompting", "retrieval") else "An alternative to the recommended arm."

@@ -8,8 +8,9 @@ helpers live here too: prompt rendering (`arms.prompts`) and the retrieval arm's
 
 from __future__ import annotations
 
-from ..registry import arm_class, family, method, register_arm as register, traits
+from ..registry import arm_class, family, method, traits
 from ..registry import arm_types as types
+from ..registry import register_arm as register
 from .base import Arm, ArmContext, Prediction
 from .prompt import FewShotConfig, PromptArm, StructuredConfig, ZeroShotConfig
 from .retrieval import RetrievalConfig  # before tuned: the built-in types register in the order reports list
@@ -17,7 +18,8 @@ from .searched import SearchedConfig
 from .tuned import FineTuneConfig, HybridConfig
 
 __all__ = ["Arm", "ArmContext", "FewShotConfig", "FineTuneConfig", "HybridConfig", "Prediction", "PromptArm",
-           "RetrievalConfig", "SearchedConfig", "StructuredConfig", "ZeroShotConfig", "arm_class", "build", "family", "method",
+           "RetrievalConfig", "SearchedConfig", "StructuredConfig", "ZeroShotConfig", "arm_class", "build", "family",
+           "method",
            "register", "traits", "types"]
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from ..backends.base import Backend, Message, Progress
-from ..traits import Traits
 from ..task import ArmSettings, Task
 from ..task.data import Example, Splits
+from ..traits import Traits
+
 
 @dataclass
 class Prediction:
@@ -50,6 +51,11 @@ class Arm:
     Config: ClassVar[type[ArmSettings]]
     traits: ClassVar[Traits]
     methods: ClassVar[dict[str, str]]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "traits" not in cls.__dict__ and isinstance(cls.__dict__.get("family"), str):
+            cls.traits = Traits.of_family(cls.family)  # declared the older way: a family alone
 
     name: str
     model: str                    # which model this arm's backend must load

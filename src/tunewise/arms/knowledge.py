@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
+from ..errors import DataError, MissingDependencyError, TaskFileError
 from ..task import Task
 from ..task.data import read_rows
-from ..errors import DataError, MissingDependencyError, TaskFileError
 
 TEXT_SUFFIXES = (".txt", ".md")
 

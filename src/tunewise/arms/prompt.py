@@ -11,13 +11,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..backends.base import Backend, GenParams, GenRequest, Message, Progress, ScoreRequest
+from ..registry import register_arm as register
 from ..task import ArmSettings, Levers, Task, arm_name
 from ..task.data import Example, Splits, normalize
 from ..task.parsing import parse_answer
-from .prompts import ALL_OFF, build_messages, system_text
-from .base import Arm, Prediction
-from ..registry import register_arm as register
 from ..traits import Traits
+from .base import Arm, Prediction
+from .prompts import ALL_OFF, build_messages, system_text
 
 
 class ZeroShotConfig(ArmSettings):

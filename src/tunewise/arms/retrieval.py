@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ..registry import register_arm as register
 from ..task import Levers
 from ..task.data import Example, Splits
-from ..registry import register_arm as register
 from ..traits import Traits
 from .prompt import FewShotConfig, PromptArm
 

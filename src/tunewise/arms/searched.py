@@ -19,12 +19,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..backends.base import Backend, GenParams, GenRequest
-from ..task import ArmSettings, Levers, Strict, Task
-from ..measure.consistency import GENERIC_PARAPHRASES
-from ..task.data import Example, Splits, _take
 from ..errors import MissingDependencyError
 from ..measure import get_metric
+from ..measure.consistency import GENERIC_PARAPHRASES
 from ..registry import register_arm as register
+from ..task import ArmSettings, Levers, Strict, Task
+from ..task.data import Example, Splits, _take
 from ..traits import Traits
 from .base import Arm, ArmContext
 from .prompt import FewShotConfig, PromptArm, StructuredConfig

@@ -13,15 +13,17 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..backends.base import Backend, Progress
-from ..task import ArmSettings, Task, TrainSettings, arm_name
-from ..task.data import Example, Splits, _take, fingerprint
 from ..errors import TunewiseError
 from ..measure import get_metric
+from ..registry import arm_class
+from ..registry import register_arm as register
+from ..registry import traits as traits_of
+from ..task import ArmSettings, Task, TrainSettings, arm_name
+from ..task.data import Example, Splits, _take, fingerprint
+from ..traits import Traits
 from .base import Arm, ArmContext
 from .prompt import PromptArm, ZeroShotConfig
 from .searched import SearchSpace
-from ..registry import arm_class, register_arm as register, traits as traits_of
-from ..traits import Traits
 
 DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 PROMPTING = ("prompt", "retrieval")  # the families whose prompt a tuned model can be trained and asked with
@@ -190,6 +192,7 @@ class TunedArm(_Prompted):
 
     def _train(self, base, train: list[Example], splits: Splits, ctx: ArmContext):
         import torch
+
         from ..backends.chat import ChatFormat
         from ..backends.models import load_causal_lm, merged, save_model, with_lora
         from ..training.distributed import LaunchedTrainer, resolve_processes

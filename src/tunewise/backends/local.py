@@ -6,9 +6,9 @@ import hashlib
 import time
 from typing import Any
 
-from .models import model_key, quiet_transformers, resolve_model
 from ..registry import BackendType, register_backend
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text, json_object_end
+from .models import model_key, quiet_transformers, resolve_model
 
 
 def pick_device(device: str) -> str:

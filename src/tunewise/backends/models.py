@@ -231,6 +231,7 @@ def merged(model):
 def load_adapter(model: str, adapter: Path, device: str):
     """The base model with a saved LoRA adapter, merged for inference."""
     import warnings
+
     from peft import PeftModel
     base = load_causal_lm(model, device)
     with warnings.catch_warnings():

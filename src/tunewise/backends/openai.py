@@ -297,6 +297,7 @@ def from_endpoint(endpoint) -> OpenAIBackend:
     tokenizer = None
     if endpoint.tokenizer:
         from transformers import AutoTokenizer
+
         from .models import resolve_model
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(endpoint.tokenizer))
     return OpenAIBackend(endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,

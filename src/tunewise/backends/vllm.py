@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 
-from .chat import ChatFormat
 from ..errors import MissingDependencyError
 from ..registry import BackendType, register_backend
 from .base import ChoiceScores, Generation, GenRequest, Progress, ScoreRequest, finish_text
+from .chat import ChatFormat
 
 INSTALL = "pip install 'tunewise[vllm]'"
 

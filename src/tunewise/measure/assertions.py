@@ -2,7 +2,8 @@
 its language, a refusal), each a pass/fail metric, so pass rates get intervals and arms paired tests.
 
 Each assertion type is one class: its schema (the task file's fields) and its `check` of one answer's text,
-registered like a plugin's. The checks that need a library (jsonschema, textstat, langdetect) import it when first used; a missing one
+registered like a plugin's. The checks that need a library (jsonschema, textstat, langdetect) import it
+when first used; a missing one
 says which `pip install` brings it.
 """
 

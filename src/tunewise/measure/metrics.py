@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..registry import find, register_metric
+from ..registry import register_metric
 
 
 @dataclass(frozen=True)

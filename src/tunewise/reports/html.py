@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..analysis.model import ArmResult, RunReport
 from .format import metric_cell, money, pct
 from .markdown import prompt_text
-from ..analysis.model import ArmResult, RunReport
 from .plots import line_chart, pareto_front, scatter
 from .table import declared_lines
 from .terminal import headline

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .format import md_cell, num
 from ..analysis.model import RunReport
+from .format import md_cell, num
 from .table import declared_lines, seed_verdicts, stability_rows, table_rows
 
 

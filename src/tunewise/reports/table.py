@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .format import metric_cell, num, pct
 from ..analysis.model import RunReport
+from .format import metric_cell, num, pct
 
 
 def table_rows(report: RunReport) -> tuple[list[str], list[list[str]]]:

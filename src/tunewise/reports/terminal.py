@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .format import num
 from ..analysis.model import RunReport
+from .format import num
 from .table import compare_rows, declared_lines, seed_verdicts, stability_rows, table_rows
 
 

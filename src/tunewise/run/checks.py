@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 
+from ..backends import is_remote
+from ..errors import TaskFileError
+from ..registry import traits
 from ..task import Task, arm_name
 from ..task.data import Splits
-from ..errors import TaskFileError
-from ..backends import is_remote
-from ..registry import traits
 
 
 def check_before_running(task: Task, splits: Splits, task_file: str) -> list[str]:

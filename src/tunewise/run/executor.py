@@ -17,11 +17,11 @@ from typing import Any, Callable
 
 from ..arms import ArmContext, build
 from ..backends import Backend
+from ..measure.consistency import measure as measure_consistency
+from ..measure.evaluate import prediction_rows, summarize
 from ..store.cache import CachedBackend
 from ..task import Task, arm_name
-from ..measure.consistency import measure as measure_consistency
 from ..task.data import Splits
-from ..measure.evaluate import prediction_rows, summarize
 
 
 @dataclass

@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..task import ExecutorConfig
 from ..errors import RunError
+from ..task import ExecutorConfig
 from .executor import Setup, Unit, UnitRunner
 
 MARK = ".driver"  # a file in the home whose token tells a worker it shares the driver's home

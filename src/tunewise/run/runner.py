@@ -14,13 +14,13 @@ from typing import Callable
 from ..analysis.build import build_report
 from ..arms import traits
 from ..backends import Backend, is_remote, make_backend
-from ..store.cache import CachedBackend
-from .checks import check_before_running
-from ..task import Task, arm_name
-from ..task.data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
 from ..errors import RunError
 from ..reports import RunReport, write_reports
+from ..store.cache import CachedBackend
 from ..store.sqlite import Store
+from ..task import Task, arm_name
+from ..task.data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
+from .checks import check_before_running
 
 DEFAULT_HOME = Path(".tunewise")
 VERBOSITY_WARN = 0.5  # a rank correlation of the judge's scores with answer length above this is reported
@@ -47,8 +47,14 @@ class _Bars:
     def __enter__(self):
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                                      TextColumn("{task.fields[info]}"), console=Console(stderr=True))
@@ -121,7 +127,7 @@ def _prepare(task: Task, strict: bool, task_file: str):
 
 
 def _run(ctx: RunContext) -> RunResult:
-    task, store, splits, leak, log = ctx.task, ctx.store, ctx.splits, ctx.leak, ctx.log
+    store, splits, leak, log = ctx.store, ctx.splits, ctx.leak, ctx.log
     notes = [f"warning: {note}" for note in splits.notes]  # stored for the report (leakage has its own part)
     if splits.duplicates_dropped:
         notes.insert(0, f"note: splits.dedupe dropped {splits.duplicates_dropped} row(s) whose input repeated "

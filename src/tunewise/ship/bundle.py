@@ -22,11 +22,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from ..arms import PromptArm, Prediction, arm_class
+from ..arms import Prediction, PromptArm, arm_class
 from ..backends import Backend
+from ..errors import TunewiseError
 from ..task import Endpoint, Strict, validate_task
 from ..task.data import Example, Splits
-from ..errors import TunewiseError
 
 FORMAT = 1
 MANIFEST, PROMPT, CARD = "manifest.json", "prompt.json", "README.md"

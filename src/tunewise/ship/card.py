@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from .bundle import Manifest, PromptSpec
 from ..backends.models import EMBEDDED
+from .bundle import Manifest, PromptSpec
 
 HF_TASKS = {"classification": "text-classification", "generation": "text-generation",
             "extraction": "text-generation"}

@@ -15,15 +15,15 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..analysis.build import build_report
+from ..analysis.model import RunReport
 from ..arms import PromptArm, arm_class, build
-from .bundle import CARD, MANIFEST, PROMPT, Bundle, Manifest, ModelRef, PromptSpec, build_prompter, prompt_spec
-from .card import model_card
+from ..backends.models import model_key, resolve_model
+from ..errors import TunewiseError
+from ..store.sqlite import Store
 from ..task import Endpoint, Task, arm_name, validate_task
 from ..task.data import Example, Splits, fingerprint, load_examples, make_splits
-from ..errors import TunewiseError
-from ..backends.models import model_key, resolve_model
-from ..analysis.model import RunReport
-from ..store.sqlite import Store
+from .bundle import CARD, MANIFEST, PROMPT, Bundle, Manifest, ModelRef, PromptSpec, build_prompter, prompt_spec
+from .card import model_card
 
 
 def export(store: Store, run_id: str, out: str | Path, arm: str | None = None, *, merge: bool = False,
@@ -173,6 +173,7 @@ def _copy_adapter(source: Path, target: Path) -> None:
 def _merge(model: str, adapter: Path, target: Path) -> None:
     """The base model with the adapter merged in, in Hugging Face safetensors format with its tokenizer."""
     from transformers import AutoTokenizer
+
     from ..backends.models import load_adapter, save_model
     merged = load_adapter(model, adapter, "cpu")
     save_model(merged, AutoTokenizer.from_pretrained(resolve_model(model)), target)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .bundle import Bundle, prediction_record
-from ..task.data import Example, _target, _text_field, read_rows
 from ..errors import DataError
 from ..measure import get_metric
 from ..measure.evaluate import summarize
+from ..task.data import Example, _target, _text_field, read_rows
+from .bundle import Bundle, prediction_record
 
 
 @dataclass

@@ -32,9 +32,9 @@ from typing import Any, Callable, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..backends.openai import BackendError
-from .bundle import Bundle
-from ..task import Strict
 from ..errors import Interrupted, MissingDependencyError, TunewiseError
+from ..task import Strict
+from .bundle import Bundle
 
 log = logging.getLogger(__name__)
 INSTALL = "serving needs fastapi and uvicorn: pip install 'tunewise[serve]'"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import inspect
 
-from .sqlite import Store
 from ..backends.base import Backend, ChoiceScores, Generation, GenRequest, Progress, ScoreRequest, request_key
-
+from .sqlite import Store
 
 # requests a local backend computes and saves together: Ctrl-C loses at most one chunk's work. 64 cost
 # 20% of the demo's prompt-arm time against 256 (each chunk decodes in smaller batches and recomputes the

@@ -7,9 +7,29 @@ from __future__ import annotations
 
 from .loading import load_task, validate_task
 from .model import DEFAULT_METRICS, Task
-from .schema import (ArmSettings, AssertionSettings, ConsistencyConfig, Criterion, DataConfig, Endpoint,
-                     ExecutorConfig, FieldError, GenerationConfig, JudgeConfig, KnowledgeConfig, LearningCurve,
-                     Levers, ModelPrice, Prices, SplitConfig, Strict, Target, TrainSettings, arm_name, indistinct)
+from .schema import (
+                     ArmSettings,
+                     AssertionSettings,
+                     ConsistencyConfig,
+                     Criterion,
+                     DataConfig,
+                     Endpoint,
+                     ExecutorConfig,
+                     FieldError,
+                     GenerationConfig,
+                     JudgeConfig,
+                     KnowledgeConfig,
+                     LearningCurve,
+                     Levers,
+                     ModelPrice,
+                     Prices,
+                     SplitConfig,
+                     Strict,
+                     Target,
+                     TrainSettings,
+                     arm_name,
+                     indistinct,
+)
 
 __all__ = ["DEFAULT_METRICS", "ArmSettings", "AssertionSettings", "ConsistencyConfig", "Criterion", "DataConfig",
            "Endpoint", "ExecutorConfig", "FieldError", "GenerationConfig", "JudgeConfig", "KnowledgeConfig",

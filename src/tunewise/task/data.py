@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import Task, indistinct
 from ..errors import DataError, LeakageError, MissingDependencyError, TaskFileError
+from . import Task, indistinct
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,26 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from .. import registry
-from .schema import (ArmSettings, AssertionSettings, ConsistencyConfig, DataConfig, Endpoint, ExecutorConfig, GenerationConfig, JudgeConfig,
-                     KnowledgeConfig, LearningCurve, Prices, SplitConfig, Strict, Target, _distinct,
-                     _distinguishable, _no_blank, arm_name)
+from .schema import (
+    ArmSettings,
+    AssertionSettings,
+    ConsistencyConfig,
+    DataConfig,
+    Endpoint,
+    ExecutorConfig,
+    GenerationConfig,
+    JudgeConfig,
+    KnowledgeConfig,
+    LearningCurve,
+    Prices,
+    SplitConfig,
+    Strict,
+    Target,
+    _distinct,
+    _distinguishable,
+    _no_blank,
+    arm_name,
+)
 
 TaskType = Literal["classification", "generation", "extraction"]
 # what `arms:` and `assertions:` accept until the registered types replace them (see _accept below)

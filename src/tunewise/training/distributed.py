@@ -131,8 +131,9 @@ def run_job(job_path: Path) -> None:
     import torch
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
-    from ..task import TrainSettings
+
     from ..backends.models import load_causal_lm, with_lora
+    from ..task import TrainSettings
     job = json.loads(job_path.read_text())
     cpu = job["device"] == "cpu"
     # gloo on CPU, named: accelerate would pick MPI wherever torch has it, which needs mpirun
