@@ -259,11 +259,13 @@ def export_command(run_id: str, arm: str | None, out: Path, merge: bool, home: s
 def predict_command(bundle: Path, input_file: Path, out: Path, batch_size: int, id_field: str, device: str,
                     no_progress: bool) -> None:
     """Answer every row of INPUT (JSONL, CSV, Parquet) with BUNDLE; a rerun skips rows already in --out."""
+    from .backends.models import progress_bars
     from .ship.bundle import Bundle
     from .ship.predict import predict_file
-    loaded = Bundle.load(bundle, device=device)
-    result = predict_file(loaded, input_file, out, batch_size=batch_size, id_field=id_field,
-                          progress=not no_progress, log=lambda msg: click.echo(msg, err=True))
+    with progress_bars(not no_progress):
+        loaded = Bundle.load(bundle, device=device)
+        result = predict_file(loaded, input_file, out, batch_size=batch_size, id_field=id_field,
+                              progress=not no_progress, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"wrote {result.written} answers to {result.out}" +
                (f" ({result.skipped} already there)" if result.skipped else ""))
     for name, m in (result.summary or {}).get("metrics", {}).items():
@@ -285,6 +287,9 @@ def predict_command(bundle: Path, input_file: Path, out: Path, batch_size: int, 
               help="The most tokens a request may ask for.")
 @click.option("--max-body-bytes", default=1_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-messages", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--read-timeout-s", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              callback=lambda ctx, param, value: _a_number(param, value),
+              help="A request whose body takes longer to arrive is dropped (408), with one log line.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @friendly
 def serve_command(bundle: Path, device: str, **options) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import os
@@ -143,6 +144,36 @@ def embedded_model_dir() -> Path:
     return target
 
 
+_BARS = {"on": True}  # off while a caller that was asked for no progress bars loads a model
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool):
+    """Within: whether the libraries' own bars may show (the GGUF conversion's); `--no-progress` turns them off."""
+    before, _BARS["on"] = _BARS["on"], enabled and _BARS["on"]
+    try:
+        yield
+    finally:
+        _BARS["on"] = before
+
+
+@contextlib.contextmanager
+def _conversion_bar():
+    """transformers converts GGUF tensors under a tqdm bar of its own, which its progress setting does not reach."""
+    if _BARS["on"]:
+        yield
+        return
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def quiet_transformers() -> None:
     """tunewise shows its own progress; transformers' per-load bars only add noise."""
     from transformers.utils import logging
@@ -163,7 +194,8 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     print(f"converting {gguf.name} to safetensors once, into {out.parent} (about 30 s)", file=sys.stderr)
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    with _conversion_bar():
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # a GGUF-loaded model refuses save_pretrained: rebuild it from its config first. The weights are
     # dequantized floats, so the config must not claim GGUF quantization (Trainer refuses to train such models)
     config = copy.deepcopy(loaded.config)

@@ -15,7 +15,7 @@ def escape(text: str) -> str:
 def console():
     from rich.console import Console
     out = Console()
-    return out if out.is_terminal else Console(width=160)  # piped or logged: do not squeeze into 80 columns
+    return out if out.is_terminal else Console(width=200)  # piped or logged: the tables' own width, not 80
 
 
 def print_table(report: RunReport, out=None) -> None:
@@ -98,11 +98,14 @@ def print_comparison(a: RunReport, b: RunReport, out=None) -> None:
 
 
 def _rich_table(title: str, header: list[str], rows: list[list[str]], left: int, wrap: bool = False):
-    """Columns before `left` are text (left-aligned, unwrapped unless `wrap`), the rest numbers."""
+    """Columns before `left` are text (left-aligned; the first unwrapped unless `wrap`), the rest numbers."""
     from rich.table import Table
     table = Table(title=title)
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i < left else "right", no_wrap=i < left and not wrap)
+        # a narrow console wraps cells at spaces; no word (a header's, an interval) is ever cut
+        widest = max(len(word) for text in [name, *(row[i] for row in rows)] for word in text.split() or [""])
+        table.add_column(name, justify="left" if i < left else "right", no_wrap=i == 0 and not wrap,
+                         min_width=widest)
     for row in rows:
         table.add_row(*row)
     return table

@@ -14,6 +14,7 @@ from typing import Callable
 from ..analysis.build import build_report
 from ..arms import traits
 from ..backends import Backend, is_remote, make_backend
+from ..backends.models import progress_bars
 from ..errors import RunError
 from ..reports import RunReport, write_reports
 from ..store.cache import CachedBackend
@@ -110,7 +111,9 @@ def run(task: Task, *, home: str | Path = DEFAULT_HOME, strict: bool = False, pr
                                                                 batch_size=task.batch_size, endpoints=task.endpoints)))
     store = Store(home / "tunewise.db")
     try:
-        return _run(RunContext(task, store, home, task_file, progress, log, make, examples, labels, splits, leak))
+        with progress_bars(progress):
+            return _run(RunContext(task, store, home, task_file, progress, log, make, examples, labels, splits,
+                                   leak))
     finally:
         store.close()
 

@@ -17,6 +17,7 @@ requests in flight are answered, then the process exits.
 # and fastapi is imported inside create_app, where the module's globals could not resolve them later
 import asyncio
 import contextlib
+import errno
 import hmac
 import json
 import logging
@@ -54,6 +55,8 @@ class ServeSettings(Strict):
                                    description="how long the first request waits for others")
     max_queue: int = Field(4096, gt=0, description="requests waiting beyond this are refused (503)")
     graceful_timeout_s: float = Field(30.0, gt=0, description="on shutdown, how long requests in flight get")
+    read_timeout_s: float = Field(30.0, gt=0, allow_inf_nan=False,
+                                  description="how long a request's body may take to arrive before it is dropped")
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -68,6 +71,14 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class Dropped(Exception):
+    """A request the client will not see answered: it disconnected, or its body stalled (then a 408 is sent)."""
+
+    def __init__(self, why: str, status: int | None = None):
+        super().__init__(why)
+        self.status = status
 
 
 class ContextTooLong(ApiError):
@@ -263,7 +274,8 @@ class Api:
     async def body(self, request, model: type[_Request]) -> Any:
         """The request's body, authorized, read within the size limit, validated, for this server's model."""
         self.authorize(request)
-        body = parse(model, await read_json(request, self.settings.max_body_bytes))
+        data = await read_json(request, self.settings.max_body_bytes, self.settings.read_timeout_s)
+        body = parse(model, data)
         if body.model != self.name:
             raise ApiError(404, f"the model {body.model!r} does not exist; this server answers as {self.name!r}",
                            code="model_not_found", param="model")
@@ -303,7 +315,7 @@ def create_app(bundle: Bundle, settings: ServeSettings):
     """The FastAPI app: routes, OpenAI-style errors, the batcher started and stopped with the server."""
     try:
         from fastapi import FastAPI, Request
-        from fastapi.responses import JSONResponse
+        from fastapi.responses import JSONResponse, Response
         from starlette.exceptions import HTTPException
     except ImportError:
         raise MissingDependencyError(INSTALL) from None
@@ -324,6 +336,15 @@ def create_app(bundle: Bundle, settings: ServeSettings):
     @app.exception_handler(ApiError)
     async def api_error(request, err: ApiError):
         return error_response(err)
+
+    @app.exception_handler(Dropped)
+    async def dropped(request, err: Dropped):  # one line, not a traceback: the client is gone or too slow
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.warning(f"dropped a request from {client} to {request.url.path}: {err}")
+        if err.status is None:
+            return Response(status_code=499)  # nobody reads it; nginx's code for a client that closed
+        return error_response(ApiError(err.status, f"request dropped: {err}", code="request_timeout",
+                                       headers={"Connection": "close"}))
 
     @app.exception_handler(HTTPException)
     async def http_error(request, err: HTTPException):  # unknown paths, wrong methods
@@ -366,8 +387,20 @@ def _model_card(name: str, bundle: Bundle) -> dict[str, Any]:
                          "metrics": m.metrics, "recommended": m.recommended}}
 
 
-async def read_json(request, limit: int) -> Any:
-    """The body as JSON, refused (413) as soon as it passes `limit` bytes, declared or streamed."""
+async def read_json(request, limit: int, timeout_s: float = 30.0) -> Any:
+    """The body as JSON, refused (413) as soon as it passes `limit` bytes, declared or streamed; a client that
+    disconnects first, or takes longer than `timeout_s` to send it, is dropped."""
+    from starlette.requests import ClientDisconnect
+    try:
+        body = await asyncio.wait_for(_read_body(request, limit), timeout_s)
+    except ClientDisconnect:
+        raise Dropped("the client disconnected before its body arrived") from None
+    except asyncio.TimeoutError:
+        raise Dropped(f"its body did not arrive within {timeout_s:g} s (read_timeout_s)", status=408) from None
+    return _json_object(body)
+
+
+async def _read_body(request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -380,6 +413,10 @@ async def read_json(request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise ApiError(413, f"the request body passes the limit of {limit} bytes", code="request_too_large")
+    return bytes(body)
+
+
+def _json_object(body: bytes) -> dict:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
@@ -537,7 +574,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise TunewiseError(f"cannot listen on {host}:{port}: {err.strerror}", field="port") from None
+        # an address that does not resolve or is not this machine's is the host's fault; a busy port the port's
+        field = "host" if isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL else "port"
+        raise TunewiseError(f"cannot listen on {host}:{port}: {err.strerror}", field=field) from None
     sock.listen(4096)
     return sock
 
