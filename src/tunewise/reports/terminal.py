@@ -22,7 +22,7 @@ def print_table(report: RunReport, out=None) -> None:
     out = out or console()
     header, rows = table_rows(report)
     status = "" if report.status == "done" else f" ({report.status}: not every arm finished)"
-    out.print(_rich_table(f"{report.task} · run {report.run_id}{status}", header, rows, left=2))
+    out.print(_rich_table(f"{report.task} · run {report.run_id}{status}", header, rows, left=2, width=out.width))
     for warning in report.warnings:
         out.print(f"[yellow]![/yellow] {escape(warning)}", highlight=False)
     needs = report.data_needs
@@ -54,10 +54,11 @@ def print_table(report: RunReport, out=None) -> None:
         out.print(f"On {report.clean.basis}: {values}", highlight=False)
     if report.framework:
         out.print(_rich_table("The framework's table, measured on this task", ["", *report.framework.columns],
-                              [[row.label, *row.cells] for row in report.framework.rows], left=99, wrap=True))
+                              [[row.label, *row.cells] for row in report.framework.rows], left=99, wrap=True,
+                              width=out.width))
     if report.stability is not None:
         header, rows = stability_rows(report)
-        out.print(_rich_table(f"Across re-splits ({report.metric})", header, rows, left=1))
+        out.print(_rich_table(f"Across re-splits ({report.metric})", header, rows, left=1, width=out.width))
         out.print(f"Verdict on each split alone: {escape(seed_verdicts(report))}", highlight=False)
     d = report.decision
     if d:
@@ -94,18 +95,22 @@ def headline(report: RunReport) -> str:
 
 def print_comparison(a: RunReport, b: RunReport, out=None) -> None:
     header, rows = compare_rows(a, b)
-    (out or console()).print(_rich_table(f"{a.task} vs {b.task}", header, rows, left=1))
+    out = out or console()
+    out.print(_rich_table(f"{a.task} vs {b.task}", header, rows, left=1, width=out.width))
 
 
-def _rich_table(title: str, header: list[str], rows: list[list[str]], left: int, wrap: bool = False):
-    """Columns before `left` are text (left-aligned; the first unwrapped unless `wrap`), the rest numbers."""
+def _rich_table(title: str, header: list[str], rows: list[list[str]], left: int, wrap: bool = False,
+                width: int | None = None):
+    """Columns before `left` are text (left-aligned; the first unwrapped unless `wrap`), the rest numbers.
+    Where the console is wide enough, cells wrap only at spaces: no header or interval is cut short."""
     from rich.table import Table
     table = Table(title=title)
+    widest = [max(len(word) for text in [name, *(row[i] for row in rows)] for word in text.split() or [""])
+              for i, name in enumerate(header)]
+    whole_words = width is None or sum(widest) + 3 * len(header) + 1 <= width  # else rich squeezes, all columns kept
     for i, name in enumerate(header):
-        # a narrow console wraps cells at spaces; no word (a header's, an interval) is ever cut
-        widest = max(len(word) for text in [name, *(row[i] for row in rows)] for word in text.split() or [""])
         table.add_column(name, justify="left" if i < left else "right", no_wrap=i == 0 and not wrap,
-                         min_width=widest)
+                         min_width=widest[i] if whole_words else None)
     for row in rows:
         table.add_row(*row)
     return table
