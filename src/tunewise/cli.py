@@ -201,7 +201,7 @@ def report_command(run_id: str, out: Path | None, open_it: bool, home: str) -> N
     """Write a run's HTML, Markdown and JSON reports from the store."""
     from .reports import write_reports
     report = _report(_open_store(home), run_id)
-    paths = write_reports(report, out or Path(home) / "runs" / report.run_id)
+    paths = write_reports(report, out or Path(home) / "runs" / report.run_id, checked=out is not None)
     click.echo(f"wrote {paths['html']}, {paths['markdown'].name} and {paths['json'].name}")
     if open_it:
         import webbrowser
@@ -249,7 +249,8 @@ def export_command(run_id: str, arm: str | None, out: Path, merge: bool, home: s
 @main.command("predict")
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL answers.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSONL answers: a new file, or one predict wrote (resumed).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Rows answered (and saved) together.")
 @click.option("--id-field", default="id", show_default=True, help="The field naming each row (else its line).")

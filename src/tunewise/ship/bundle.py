@@ -1,7 +1,8 @@
 """The bundle: what `export` writes and `predict`/`serve` read — an arm's prompt, its model, its measured quality.
 
     bundle/
-      manifest.json   the run, the arm, its test metrics with intervals, hashes, versions, the model reference
+      manifest.json   the run, the arm, its test metrics with intervals, versions, the model reference, every
+                      other file's SHA-256 and its own digest (`manifest_digest`)
       prompt.json     how the arm asks: its prompt arm's config and task texts, label words, examples, passages
       README.md       a Hugging Face model card
       adapter/        LoRA arms: the PEFT adapter (adapter_config.json, adapter_model.safetensors)
@@ -28,7 +29,7 @@ from ..errors import TunewiseError
 from ..task import Endpoint, Strict, validate_task
 from ..task.data import Example, Splits
 
-FORMAT = 1
+FORMAT = 2  # 2: manifest.json carries its own digest
 MANIFEST, PROMPT, CARD = "manifest.json", "prompt.json", "README.md"
 # the task fields a prompt arm reads: instruction and lever texts, type, labels, decoding, input template, metrics
 PROMPT_FIELDS = ("name", "type", "labels", "json_keys", "instruction", "context", "output_format", "constraints",
@@ -86,7 +87,9 @@ class Manifest(Strict):
     config_hash: str
     versions: dict[str, dict[str, str]]
     created_at: float
+    run_status: str = Field("done", description="the run's status at export: done, failed, interrupted, running")
     files: dict[str, str] = Field(default_factory=dict, description="path -> sha256")
+    digest: str = Field("", description="SHA-256 of this manifest's content but this field (manifest_digest)")
 
 
 # -- a prompt arm to and from its spec ------------------------------------------------------
@@ -198,23 +201,46 @@ class Bundle:
 
 
 def read_bundle(path: Path) -> tuple[Manifest, PromptSpec]:
+    """The bundle's manifest and prompt, once every file is checked to be the one exported."""
     if not (path / MANIFEST).is_file():
         raise TunewiseError(f"not a tunewise bundle (no {MANIFEST}); write one with: tunewise export RUN",
                             file=str(path))
-    manifest = _read(path / MANIFEST, Manifest)
-    spec = _read(path / PROMPT, PromptSpec)
-    if manifest.format != FORMAT or spec.format != FORMAT:
-        raise TunewiseError(f"bundle format {manifest.format}; this tunewise reads format {FORMAT}", file=str(path))
+    raw = _json(path / MANIFEST)
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        version = raw.get("format") if isinstance(raw, dict) else None
+        raise TunewiseError(f"bundle format {version}; this tunewise reads format {FORMAT}: export the arm again",
+                            file=str(path))
+    if raw.get("digest") != manifest_digest(raw):
+        raise TunewiseError("changed since it was exported (its content does not match the digest it was "
+                            "exported with); export the arm again", file=str(path / MANIFEST))
+    manifest = _validated(raw, Manifest, path / MANIFEST)
     check_files(path, manifest)
+    spec = _read(path / PROMPT, PromptSpec)
+    if spec.format != FORMAT:
+        raise TunewiseError(f"bundle format {spec.format}; this tunewise reads format {FORMAT}", file=str(path))
     return manifest, spec
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """The SHA-256 of a manifest's content (as parsed from its JSON) without its `digest`: any edited value
+    changes it, a change of layout or key order does not."""
+    content = {k: v for k, v in data.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def sealed(manifest: Manifest) -> str:
+    """The manifest's JSON with its digest in place."""
+    manifest.digest = manifest_digest(json.loads(manifest.model_dump_json()))
+    return manifest.model_dump_json(indent=2)
 
 
 CHECKED_BYTES = 64 << 20  # files up to this size are checked on every load; larger weights only when exported
 
 
 def check_files(path: Path, manifest: Manifest) -> None:
-    """The bundle's files are the ones exported: an edited prompt would answer differently from the arm
-    that was measured."""
+    """The bundle's files are the ones exported, and no others: an edited prompt would answer differently
+    from the arm that was measured, an added file (a tokenizer, a config) could change how it loads. Hidden
+    files (a desktop's `.DS_Store`) are no loader's and are let be."""
     for name, digest in manifest.files.items():
         file = path / name
         if not file.is_file():
@@ -222,6 +248,12 @@ def check_files(path: Path, manifest: Manifest) -> None:
         if file.stat().st_size <= CHECKED_BYTES and sha256(file) != digest:
             raise TunewiseError("changed since it was exported (its SHA-256 is not the one manifest.json "
                                 "records); export the arm again", file=str(file))
+    listed = {*manifest.files, MANIFEST}
+    for file in sorted(path.rglob("*")):
+        name = file.relative_to(path).as_posix()
+        if file.is_file() and name not in listed and not any(p.startswith(".") for p in name.split("/")):
+            raise TunewiseError("not one of the files exported (added since); remove it or export the arm again",
+                                file=str(file))
 
 
 def sha256(file: Path) -> str:
@@ -233,15 +265,24 @@ def sha256(file: Path) -> str:
 
 
 def _read(path: Path, model):
+    return _validated(_json(path), model, path)
+
+
+def _json(path: Path) -> Any:
     try:
-        return model.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TunewiseError("missing from the bundle", file=str(path)) from None
-    except (ValueError, ValidationError) as err:
-        first = err.errors()[0] if isinstance(err, ValidationError) else None
-        where = ".".join(str(p) for p in first["loc"]) if first else None
-        raise TunewiseError(first["msg"] if first else f"not valid JSON: {err}", file=str(path),
-                            field=where) from None
+    except ValueError as err:
+        raise TunewiseError(f"not valid JSON: {err}", file=str(path)) from None
+
+
+def _validated(data: Any, model, path: Path):
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise TunewiseError(first["msg"], file=str(path), field=".".join(str(p) for p in first["loc"])) from None
 
 
 def load_backend(model: ModelRef, path: Path, device: str, batch_size: int) -> Backend:

@@ -47,6 +47,9 @@ def _ci(v: dict) -> str:
 def _body(m: Manifest, spec: PromptSpec) -> list[str]:
     verdict = "the arm the run recommends" if m.recommended else \
         f"not the arm the run recommends ({m.decision.get('recommended') or 'none'})"
+    if m.run_status != "done":
+        verdict += f" (the run's status at export: {m.run_status}; not every arm finished, and the " \
+                   f"recommendation compares only the arms that did)"
     lines = [f"# {m.name}", "",
              f"The `{m.arm}` arm ({m.method}) of the tunewise run `{m.run_id}` on the task `{m.task}`: {verdict}. "
              f"`tunewise predict` and `tunewise serve` answer with it as it answered the test split.", "",
@@ -63,7 +66,8 @@ def _body(m: Manifest, spec: PromptSpec) -> list[str]:
               f"Run `{m.run_id}`, config hash `{m.config_hash}`, data fingerprint `{m.data_fingerprint}`; "
               f"versions at the run {_versions(m.versions.get('run'))}, "
               f"at export {_versions(m.versions.get('export'))}. "
-              f"`manifest.json` lists every file's SHA-256."]
+              f"`manifest.json` lists every other file's SHA-256 and its own digest; `predict` and `serve` refuse "
+              f"a bundle changed since export."]
     return lines
 
 

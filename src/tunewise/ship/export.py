@@ -19,10 +19,11 @@ from ..analysis.model import RunReport
 from ..arms import PromptArm, arm_class, build
 from ..backends.models import model_key, resolve_model
 from ..errors import TunewiseError
+from ..store.owned import cannot_write, make_folder
 from ..store.sqlite import Store
 from ..task import Endpoint, Task, arm_name, validate_task
 from ..task.data import Example, Splits, fingerprint, load_examples, make_splits
-from .bundle import CARD, MANIFEST, PROMPT, Bundle, Manifest, ModelRef, PromptSpec, build_prompter, prompt_spec
+from .bundle import CARD, MANIFEST, PROMPT, Bundle, Manifest, ModelRef, PromptSpec, build_prompter, prompt_spec, sealed
 from .card import model_card
 
 
@@ -34,27 +35,36 @@ def export(store: Store, run_id: str, out: str | Path, arm: str | None = None, *
         raise TunewiseError("already exists and is not an empty directory; choose another --out", file=str(out))
     report = _report(store, run_id)
     run = store.get_run(report.run_id)
-    stored = _stored_arm(store, report, arm)
     task = validate_task({k: v for k, v in run["config"].items() if k != "decision_metric"}, file="the run's task")
+    stored = _stored_arm(store, report, arm, task)
+    _warn_unfinished(report, log)
     prompter, model_name = rebuild_prompter(task, stored, run)
     rows = store.predictions(report.run_id, stored["name"])
     spec = prompt_spec(prompter, stored["prompt"])
     check_prompts(spec, rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    tmp = _scratch(out)
     try:
         model = _write_weights(tmp, task, stored, model_name, merge, log)
         (tmp / PROMPT).write_text(spec.model_dump_json(indent=2))
         manifest = _manifest(report, run, stored, model)
         (tmp / CARD).write_text(model_card(manifest, spec))
         manifest.files = _hashes(tmp)
-        (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+        (tmp / MANIFEST).write_text(sealed(manifest))
         if out.exists():
             out.rmdir()
         shutil.move(str(tmp), str(out))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _scratch(out: Path) -> Path:
+    """A new folder beside `out` to write the bundle in, moved into place once whole."""
+    make_folder(out.parent, out, "the bundle")
+    try:
+        return Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    except OSError as err:
+        raise cannot_write(out, "the bundle", err) from None
 
 
 def _report(store: Store, run_id: str) -> RunReport:
@@ -64,7 +74,7 @@ def _report(store: Store, run_id: str) -> RunReport:
         raise TunewiseError(f"no run {run_id!r} in {store.path}") from None
 
 
-def _stored_arm(store: Store, report: RunReport, name: str | None) -> dict[str, Any]:
+def _stored_arm(store: Store, report: RunReport, name: str | None, task: Task) -> dict[str, Any]:
     arms = {a["name"]: a for a in store.arms(report.run_id)}
     if name is None:
         name = report.decision.recommended if report.decision else None
@@ -72,11 +82,27 @@ def _stored_arm(store: Store, report: RunReport, name: str | None) -> dict[str, 
             kind = report.decision.kind if report.decision else "no decision"
             raise TunewiseError(f"run {report.run_id} recommends no arm ({kind}); name the arm to export: "
                                 f"{', '.join(arms)}")
-    if name not in arms:
+    planned = name in {arm_name(c) for c in task.arms}
+    if name not in arms and not planned:
         raise TunewiseError(f"run {report.run_id} has no arm {name!r}; its arms: {', '.join(arms)}")
-    if arms[name]["status"] != "done":
-        raise TunewiseError(f"arm {name!r} of run {report.run_id} did not finish; run the task again to finish it")
+    if name not in arms or arms[name]["status"] != "done":  # an arm that failed in training leaves no row
+        ended = f" (the run {UNFINISHED[report.status]})" if report.status in UNFINISHED else ""
+        raise TunewiseError(f"arm {name!r} of run {report.run_id} did not finish{ended}; run the task again "
+                            f"to finish it")
     return arms[name]
+
+
+UNFINISHED = {"failed": "failed", "interrupted": "was interrupted", "running": "is still running"}
+
+
+def _warn_unfinished(report: RunReport, log) -> None:
+    """An arm that finished is exported as measured; but the run's recommendation, which the bundle records,
+    weighs only the arms that finished."""
+    if report.status != "done":
+        recommended = report.decision.recommended if report.decision else None
+        log(f"warning: run {report.run_id} {UNFINISHED.get(report.status, report.status)}, so not every arm "
+            f"finished: its recommendation ({recommended or 'none'}) compares only the arms that did; the "
+            f"bundle's manifest and card say so")
 
 
 # -- the prompt ------------------------------------------------------------------------------------
@@ -203,7 +229,7 @@ def _manifest(report: RunReport, run: dict[str, Any], stored: dict[str, Any], mo
         decision=decision.model_dump(include={"recommended", "kind", "metric", "metric_why", "reasons"})
         if decision else {}, model=model, data_fingerprint=run["data_fingerprint"], config_hash=run["config_hash"],
         versions={"run": run["info"].get("versions", {}), "export": _versions_now(_versions())},
-        created_at=time.time())
+        created_at=time.time(), run_status=report.status)
 
 
 def _versions_now(base: dict[str, str]) -> dict[str, str]:

@@ -3,13 +3,14 @@
 Rows are read as a task's data is (JSONL, CSV, Parquet, a saved `datasets` directory) and rendered with the
 task's input template; each batch's answers are written and flushed before the next batch starts, so a
 killed run loses at most the batch in flight, and running the same command again skips the rows already
-written. When the rows hold the task's target field, the answers are scored with the run's metrics.
+written. The sidecar `OUT.tunewise` records each batch written (the bytes and their SHA-256): a file
+without one, or changed since, is never written into. When the rows hold the task's target field, the
+answers are scored with the run's metrics.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,8 +18,12 @@ from typing import Any, Callable
 from ..errors import DataError
 from ..measure import get_metric
 from ..measure.evaluate import summarize
+from ..store.owned import Resume, check_appendable
 from ..task.data import Example, _target, _text_field, read_rows
 from .bundle import Bundle, prediction_record
+
+WRITER = "tunewise predict"  # the sidecar's writer: only a file predict wrote is resumed
+RECORD_START = b'{"id": '  # every record's first bytes (json.dumps of `prediction_record`)
 
 
 @dataclass
@@ -33,27 +38,36 @@ class PredictResult:
 def predict_file(bundle: Bundle, input_path: str | Path, out: str | Path, *, batch_size: int = 64,
                  id_field: str = "id", progress: bool = True,
                  log: Callable[[str], None] = lambda message: None) -> PredictResult:
-    """Answer every row of `input_path` not yet in `out`, appending one JSON line per row."""
+    """Answer every row of `input_path` not yet in `out`, appending one JSON line per row. `out` is a new
+    file or one this command wrote, as its sidecar shows (`tunewise.store.owned`), checked with the rows
+    already answered before any byte changes."""
     from ..run.runner import _Bars
-    out = Path(out)
+    out, source = Path(out), _source(bundle)
     examples = read_inputs(bundle, Path(input_path), id_field)
-    done = written_ids(out)
-    _same_rows(done, examples, _source(bundle), out)
+    resume = check_appendable(out, WRITER, _own_line)
+    done = written_ids(out, resume, source)
+    _same_rows(done, examples, source, out)
     todo = [e for e in examples if e.id not in done]
     if done:
         log(f"resuming: {len(examples) - len(todo)} of {len(examples)} rows already in {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _Bars(progress) as bars, out.open("a", encoding="utf-8") as handle:
+    with _Bars(progress) as bars, resume.start({"bundle": source}, "the answers") as append:
         advance = bars.callback("predict", len(todo))
         for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            answers = bundle.answer(batch, progress=advance)
-            handle.write("".join(json.dumps(_record(p, _source(bundle)), ensure_ascii=False) + "\n"
-                                 for p in answers))
-            handle.flush()
-            os.fsync(handle.fileno())  # a finished batch survives a kill, even of the machine
+            answers = bundle.answer(todo[start:start + batch_size], progress=advance)
+            append("".join(json.dumps(_record(p, source), ensure_ascii=False) + "\n" for p in answers).encode())
     return PredictResult(out, len(todo), len(examples) - len(todo), score(bundle, out, examples),
                          [e.id for e in examples])
+
+
+def _own_line(line: bytes, complete: bool) -> bool:
+    """A line of predict's shape: a record with an id and the bundle (or the start of one, cut by a kill)."""
+    if not complete:
+        return line.startswith(RECORD_START) or RECORD_START.startswith(line)
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"id", "bundle"} <= set(record)
 
 
 def _source(bundle: Bundle) -> str:
@@ -67,11 +81,11 @@ def _same_rows(done: dict[str, dict], examples: list[Example], source: str, out:
         record = done.get(e.id)
         if record is None:
             continue
-        if record.get("input", e.input) != e.input:
-            raise DataError(f"row id {e.id!r} was answered for another input ({record['input'][:40]!r}); "
+        if record.get("input") != e.input:
+            raise DataError(f"row id {e.id!r} was answered for another input ({str(record.get('input'))[:40]!r}); "
                             "choose another --out", file=str(out), line=record["_line"])
-        if record.get("bundle", source) != source:
-            raise DataError(f"written by another bundle ({record['bundle']}, not {source}); choose another --out",
+        if record.get("bundle") != source:
+            raise DataError(f"written by another bundle ({record.get('bundle')}, not {source}); choose another --out",
                             file=str(out), line=record["_line"])
 
 
@@ -113,17 +127,13 @@ def read_inputs(bundle: Bundle, path: Path, id_field: str) -> list[Example]:
     return examples
 
 
-def written_ids(out: Path) -> dict[str, dict]:
-    """The records already in `out` by id (with their `_line`); a last line cut short by a kill is removed."""
-    if not out.exists():
-        return {}
-    data = out.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):  # the tail of a write the kill interrupted
-        with out.open("r+b") as handle:
-            handle.truncate(end)
+def written_ids(out: Path, resume: Resume, source: str) -> dict[str, dict]:
+    """The records of the batches `resume` kept, by id (with their `_line`)."""
+    if resume.header is not None and resume.header.get("bundle") != source:
+        raise DataError(f"written by another bundle ({resume.header.get('bundle')}, not {source}); "
+                        "choose another --out", file=str(out))
     ids = {}
-    for number, raw in enumerate(data[:end].splitlines(), start=1):
+    for number, raw in enumerate(resume.data.splitlines(), start=1):
         try:
             record = json.loads(raw)
             ids[str(record["id"])] = dict(record, _line=number)
