@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tunewise.arms import family
 from tunewise.demo import demo_task
-from tunewise.run.executor import plan_units
-from tunewise.run.runner import arm_plan, run
+from tunewise.execution.executor import plan_units
+from tunewise.execution.runner import arm_plan, run
 from tunewise.task import arm_name
 
 

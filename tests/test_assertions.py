@@ -9,9 +9,9 @@ import json
 import pytest
 
 from tunewise.backends import FakeBackend
+from tunewise.execution.runner import run
 from tunewise.measure import get_metric
 from tunewise.measure.assertions import passes, sentences, words
-from tunewise.run.runner import run
 from tunewise.task import validate_task
 
 GOOD = ("Gravity is the pull between things that have mass. For example, an apple falls from a tree because "

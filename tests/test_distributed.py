@@ -104,7 +104,7 @@ def test_launched_training_on_the_gpus_matches_one_process(tiny_model_dir, tiny_
 
 def test_more_processes_than_gpus_is_refused_before_running(task_file, monkeypatch):
     from tunewise.errors import TaskFileError
-    from tunewise.run.checks import _check_processes
+    from tunewise.execution.checks import _check_processes
     from tunewise.task import load_task
     text = task_file.read_text().replace("model: fake", "model: some/model")
     task_file.write_text(text + "  - {type: lora, train: {processes: 4}}\n")

@@ -7,8 +7,8 @@ import pytest
 import tunewise
 from conftest import oracle
 from tunewise.backends import FakeBackend
-from tunewise.run.executor import plan_units
-from tunewise.run.runner import arm_plan, config_hash
+from tunewise.execution.executor import plan_units
+from tunewise.execution.runner import arm_plan, config_hash
 from tunewise.store.sqlite import Store
 from tunewise.task import ExecutorConfig, validate_task
 

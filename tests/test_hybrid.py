@@ -165,7 +165,7 @@ def test_an_alternating_hybrid_exports_with_the_prompt_it_was_measured_with(alte
 
 def test_the_few_shot_curve_draws_several_example_sets_at_each_k(tmp_path, many_words):
     from tunewise.arms import build
-    from tunewise.run.runner import arm_plan
+    from tunewise.execution.runner import arm_plan
     from tunewise.task.data import load_examples, make_splits
     task = tunewise.validate_task({
         "name": "many", "model": "fake", "instruction": "Classify the sentiment of the word.",

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tunewise.backends import FakeBackend
+from tunewise.execution.runner import run
 from tunewise.measure.judge import pair_summary, parse_rubric, parse_winner, rubric_score, sign_test, spearman
-from tunewise.run.runner import run
 from tunewise.store.sqlite import Store
 from tunewise.task import Criterion, load_task
 

@@ -6,7 +6,7 @@ import torch
 
 import tunewise
 from conftest import WORDS
-from tunewise.run.runner import arm_plan
+from tunewise.execution.runner import arm_plan
 from tunewise.task import TrainSettings, validate_task
 from tunewise.training.loop import SFTTrainer, build_example
 

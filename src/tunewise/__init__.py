@@ -2,7 +2,7 @@
 
 from . import registry
 from .errors import DataError, Interrupted, TaskFileError, TunewiseError
-from .run.runner import RunResult, run
+from .execution.runner import RunResult, run
 from .task import Task, load_task, validate_task
 
 registry.load_plugins()  # the built-in arm types, metrics, assertions and backends, then installed plugins

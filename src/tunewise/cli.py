@@ -337,8 +337,8 @@ def _report(store, run_id: str):
 def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool) -> None:
     import time
 
+    from .execution.runner import run
     from .reports.terminal import print_table
-    from .run.runner import run
     start = time.perf_counter()
     result = run(task, home=home, strict=strict, progress=progress, task_file=task_file,
                  log=lambda msg: click.echo(msg, err=True))

@@ -217,7 +217,7 @@ def _without_credentials(endpoint: Endpoint, log) -> Endpoint:
 
 # -- the manifest ------------------------------------------------------------------------------------
 def _manifest(report: RunReport, run: dict[str, Any], stored: dict[str, Any], model: ModelRef) -> Manifest:
-    from ..run.runner import _versions
+    from ..execution.runner import _versions
     arm = next(a for a in report.arms if a.name == stored["name"])
     decision = report.decision
     return Manifest(

@@ -41,7 +41,7 @@ def predict_file(bundle: Bundle, input_path: str | Path, out: str | Path, *, bat
     """Answer every row of `input_path` not yet in `out`, appending one JSON line per row. `out` is a new
     file or one this command wrote, as its sidecar shows (`tunewise.store.owned`), checked with the rows
     already answered before any byte changes."""
-    from ..run.runner import _Bars
+    from ..execution.runner import _Bars
     out, source = Path(out), _source(bundle)
     examples = read_inputs(bundle, Path(input_path), id_field)
     resume = check_appendable(out, WRITER, _own_line)
