@@ -11,6 +11,10 @@ for others, then up to `max_batch` go to the engine in one call (one batched `ge
 the model. Every bad request gets an OpenAI-style JSON error (`{"error": {"message", "type", "param",
 "code"}}`) with its status, and the server keeps running. SIGTERM or Ctrl-C: no new connections, the
 requests in flight are answered, then the process exits.
+
+`stream: true` is answered with OpenAI's server-sent events once the answer is whole (the engine answers a
+batch at once): the finished text goes out as deltas, word by word, then `data: [DONE]`. A request refused
+before that gets the same JSON error as an unstreamed one.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) at definition,
@@ -21,6 +25,7 @@ import errno
 import hmac
 import json
 import logging
+import re
 import secrets
 import signal
 import socket
@@ -28,7 +33,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, AsyncIterator, Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -103,6 +108,11 @@ class ChatMessage(_Body):
     name: str | None = None
 
 
+class StreamOptions(_Body):
+    include_usage: bool = False
+    include_obfuscation: bool | None = None  # accepted; a local server sends no padding against side channels
+
+
 class _Request(_Body):
     model: str
     max_tokens: int | None = Field(None, ge=1)
@@ -111,6 +121,7 @@ class _Request(_Body):
     seed: int | None = None
     n: int = 1
     stream: bool = False
+    stream_options: StreamOptions | None = None
     top_p: float | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
@@ -265,7 +276,11 @@ class Api:
         key = self.settings.api_key
         if key is None:
             return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        if not scheme or (scheme.lower() == "bearer" and not token.strip()):  # no key: OpenAI's words, code null
+            raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
+                           "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                           headers={"WWW-Authenticate": "Bearer"})
         # constant time: how much of the key a guess got right does not show in the response time
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
             raise ApiError(401, "incorrect API key provided", code="invalid_api_key",
@@ -281,19 +296,21 @@ class Api:
                            code="model_not_found", param="model")
         return body
 
-    async def chat(self, request) -> dict[str, Any]:
+    async def chat(self, request) -> "dict[str, Any] | Events":
         body = await self.body(request, ChatRequest)
         job = Job(chat_input(body, self.settings), generation(body, self.settings, body.max_completion_tokens))
         (prediction,) = await self.batcher.submit([job])
-        return chat_response(self.name, prediction, body, job, self.bundle)
+        response = chat_response(self.name, prediction, body, job, self.bundle)
+        return chat_events(response, _usage_chunk(body)) if body.stream else response
 
-    async def completions(self, request) -> dict[str, Any]:
+    async def completions(self, request) -> "dict[str, Any] | Events":
         body = await self.body(request, CompletionRequest)
         if body.echo:
             raise ApiError(400, "echo is not supported", param="echo")
         jobs = [Job(text, generation(body, self.settings)) for text in completion_inputs(body, self.settings)]
         predictions = await self.batcher.submit(jobs)
-        return completion_response(self.name, predictions, jobs, self.bundle)
+        response = completion_response(self.name, predictions, jobs, self.bundle, body.logprobs)
+        return completion_events(response, _usage_chunk(body)) if body.stream else response
 
     def models(self, request) -> dict[str, Any]:
         self.authorize(request)
@@ -315,7 +332,7 @@ def create_app(bundle: Bundle, settings: ServeSettings):
     """The FastAPI app: routes, OpenAI-style errors, the batcher started and stopped with the server."""
     try:
         from fastapi import FastAPI, Request
-        from fastapi.responses import JSONResponse, Response
+        from fastapi.responses import JSONResponse, Response, StreamingResponse
         from starlette.exceptions import HTTPException
     except ImportError:
         raise MissingDependencyError(INSTALL) from None
@@ -332,6 +349,12 @@ def create_app(bundle: Bundle, settings: ServeSettings):
 
     def error_response(err: ApiError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    def respond(answer):
+        if isinstance(answer, Events):
+            return StreamingResponse(answer.lines(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return answer
 
     @app.exception_handler(ApiError)
     async def api_error(request, err: ApiError):
@@ -359,11 +382,11 @@ def create_app(bundle: Bundle, settings: ServeSettings):
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        return await api.chat(request)
+        return respond(await api.chat(request))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        return await api.completions(request)
+        return respond(await api.completions(request))
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -440,8 +463,8 @@ def parse(model: type[BaseModel], data: dict) -> Any:
 
 def _supported(body: _Request) -> None:
     """Settings the engine cannot honour are refused rather than ignored."""
-    if body.stream:
-        raise ApiError(400, "streaming is not supported; send stream: false", param="stream")
+    if body.stream_options is not None and not body.stream:
+        raise ApiError(400, "stream_options: only allowed when stream is true", param="stream_options")
     if body.n != 1:
         raise ApiError(400, "n: only one answer per request is supported", param="n")
     if body.top_p not in (None, 1):
@@ -539,13 +562,84 @@ def chat_response(name: str, prediction, body: ChatRequest, job: Job, bundle: Bu
             "usage": _usage([prediction])}
 
 
-def completion_response(name: str, predictions, jobs: list[Job], bundle: Bundle) -> dict[str, Any]:
+def _completion_logprobs(prediction, top: int | None) -> dict | None:
+    """A scored arm's label scores in the completions logprobs shape: the answer as the one token, the `top`
+    best labels as its alternatives (with the answer, which OpenAI always includes)."""
+    scores = prediction.extra.get("logprobs")
+    if scores is None or top is None:
+        return None
+    ranked = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:top])
+    ranked.setdefault(prediction.raw, scores[prediction.raw])
+    return {"tokens": [prediction.raw], "token_logprobs": [scores[prediction.raw]], "top_logprobs": [ranked],
+            "text_offset": [0]}
+
+
+def completion_response(name: str, predictions, jobs: list[Job], bundle: Bundle,
+                        logprobs: int | None = None) -> dict[str, Any]:
     default = bundle.task.generation.max_tokens
     return {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
             "model": name,
-            "choices": [{"index": i, "text": p.raw, "logprobs": None, "finish_reason": _finish(p, job, default),
-                         "tunewise": _extra(p)} for i, (p, job) in enumerate(zip(predictions, jobs))],
+            "choices": [{"index": i, "text": p.raw, "logprobs": _completion_logprobs(p, logprobs),
+                         "finish_reason": _finish(p, job, default), "tunewise": _extra(p)}
+                        for i, (p, job) in enumerate(zip(predictions, jobs))],
             "usage": _usage(predictions)}
+
+
+# -- streaming: a finished answer as OpenAI's server-sent events ---------------------------------------
+@dataclass
+class Events:
+    """A streamed answer: its chunks as server-sent events, closed by `data: [DONE]`."""
+    chunks: list[dict[str, Any]]
+
+    async def lines(self) -> AsyncIterator[str]:
+        for chunk in self.chunks:
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+
+
+def _usage_chunk(body: _Request) -> bool:
+    return body.stream_options is not None and body.stream_options.include_usage
+
+
+def _pieces(text: str, scored: bool) -> list[str]:
+    """The deltas of a finished answer: a scored label whole (the one token its logprobs describe), generated
+    text word by word with the space before each word, so that they join back into exactly the text."""
+    return [text] if scored else re.findall(r"\s*\S+|\s+", text)
+
+
+def _stream(response: dict[str, Any], kind: str, choice_chunks, with_usage: bool) -> Events:
+    """Every choice's chunks under the response's id; with usage, `usage: null` on each and a last chunk with no
+    choices and the usage, as OpenAI sends them."""
+    head = {"id": response["id"], "object": kind, "created": response["created"], "model": response["model"]}
+    tail = {"usage": None} if with_usage else {}
+    chunks = [{**head, "choices": [c], **tail} for choice in response["choices"] for c in choice_chunks(choice)]
+    if with_usage:
+        chunks.append({**head, "choices": [], "usage": response["usage"]})
+    return Events(chunks)
+
+
+def chat_events(response: dict[str, Any], with_usage: bool) -> Events:
+    """The role first, the content's deltas (a scored label's carries its logprobs), then the finish reason."""
+    def chunks(choice):
+        def delta(content: dict, **rest):
+            return {"index": choice["index"], "delta": content, "logprobs": None, "finish_reason": None, **rest}
+        pieces = _pieces(choice["message"]["content"], choice["tunewise"]["scores"] is not None)
+        return [delta({"role": "assistant", "content": ""}),
+                *(delta({"content": p}, logprobs=choice["logprobs"] if i == 0 else None)
+                  for i, p in enumerate(pieces)),
+                delta({}, finish_reason=choice["finish_reason"], tunewise=choice["tunewise"])]
+    return _stream(response, "chat.completion.chunk", chunks, with_usage)
+
+
+def completion_events(response: dict[str, Any], with_usage: bool) -> Events:
+    """Each prompt's text in deltas (a scored label's carries its logprobs), then a chunk with its finish reason."""
+    def chunks(choice):
+        def piece(text: str, **rest):
+            return {"index": choice["index"], "text": text, "logprobs": None, "finish_reason": None, **rest}
+        pieces = _pieces(choice["text"], choice["tunewise"]["scores"] is not None)
+        return [*(piece(p, logprobs=choice["logprobs"] if i == 0 else None) for i, p in enumerate(pieces)),
+                piece("", finish_reason=choice["finish_reason"], tunewise=choice["tunewise"])]
+    return _stream(response, "text_completion", chunks, with_usage)
 
 
 # -- running it ------------------------------------------------------------------------------------
