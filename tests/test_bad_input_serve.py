@@ -30,6 +30,14 @@ def _ask(url: str, name: str) -> dict:
     return httpx.post(f"{url}/chat/completions", json=body, timeout=60).json()
 
 
+def _until_closed(sock: socket.socket) -> str:
+    """Everything the server sends until it closes the connection (a reply may come in several pieces)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data.decode()
+
+
 def _tracebacks(records) -> list[str]:
     return [r.getMessage() for r in records if r.exc_info or "Exception in ASGI" in r.getMessage()]
 
@@ -60,11 +68,11 @@ def test_a_stalled_client_is_dropped_after_the_read_timeout(bundle, caplog):
         with socket.create_connection(_address(url), timeout=10) as sock:
             sock.sendall((HEAD + '{"model": "').encode())
             started = time.monotonic()
-            reply = sock.recv(65536).decode()
+            reply = _until_closed(sock)
             waited = time.monotonic() - started
         answer = _ask(url, bundle.name)
     assert reply.startswith("HTTP/1.1 408") and '"request_timeout"' in reply, reply
-    assert 0.4 < waited < 5
+    assert 0.4 < waited < 10  # the timeout, not the socket's own 10 s
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert len(dropped) == 1 and "did not arrive within 0.5 s" in dropped[0], caplog.text
     assert not _tracebacks(caplog.records), caplog.text
