@@ -12,16 +12,28 @@ from ..task import Task, arm_name
 from ..task.data import Splits
 
 
-def check_before_running(task: Task, splits: Splits, task_file: str) -> list[str]:
+def check_before_running(task: Task, splits: Splits, task_file: str, labels: list[str] = ()) -> list[str]:
     """Raise TaskFileError for anything the run would otherwise fail on, or silently shrink, later; return
     warnings about settings that will have no effect."""
     _check_sizes(task, splits, task_file)
+    notes = _check_arm_settings(task, list(labels), splits.sizes(), task_file)
     _check_knowledge(task, task_file)
     local = _check_models(task, task_file)
     if local:
         _check_device(task.device, task_file)
         _check_processes(task, task_file)
-    return _unused_prices(task)
+    return notes + _unused_prices(task)
+
+
+def _check_arm_settings(task: Task, labels: list[str], sizes: dict[str, int], task_file: str) -> list[str]:
+    """Each arm's own check of its settings against the labels and splits; the settings it will not read."""
+    notes = []
+    for i, arm in enumerate(task.arms):
+        problem = arm.check_data(task, labels, sizes)
+        if problem:
+            raise TaskFileError(f"arm {arm_name(arm)!r}: {problem[0]}", file=task_file, field=f"arms.{i}.{problem[1]}")
+        notes += [f"arms.{i}.{field}: {why}" for field, why in arm.unused(task, sizes)]
+    return notes
 
 
 def _unused_prices(task: Task) -> list[str]:
@@ -93,7 +105,27 @@ def _check_models(task: Task, task_file: str) -> bool:
         problem = model_problem(model)
         if problem:
             raise TaskFileError(problem, file=task_file, field=field)
-    return _check_judge_model(task, task_file) or local
+    return _check_proposers(task, task_file) | _check_judge_model(task, task_file) | local
+
+
+def _check_proposers(task: Task, task_file: str) -> bool:
+    """A searched arm's proposer is an endpoint of the task or a model that loads; True if one is local."""
+    from ..backends.models import model_problem
+    local = False
+    for i, arm in enumerate(task.arms):
+        proposer = getattr(getattr(arm, "search", None), "proposer", None)
+        if proposer is None:
+            continue
+        if is_remote(proposer, task.endpoints):
+            _check_api_key(task, proposer, task_file)
+            continue
+        local = True
+        problem = model_problem(proposer)
+        if problem:
+            endpoints = f" ({', '.join(task.endpoints)})" if task.endpoints else " (it has none)"
+            raise TaskFileError(f"{proposer!r} is neither an endpoint of the task{endpoints} nor a model that "
+                                f"loads: {problem}", file=task_file, field=f"arms.{i}.search.proposer")
+    return local
 
 
 def _check_api_key(task: Task, model: str, task_file: str) -> None:

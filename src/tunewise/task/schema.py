@@ -87,13 +87,19 @@ def input_fields(template: str) -> list[str]:
     return names or [template]
 
 
+# seeds reach numpy's and optuna's generators, which take at most 2**32 - 1: a larger one would fail only
+# once training or a search starts, after the other arms ran
+MAX_SEED = 2**32 - 1
+
+
 class SplitConfig(Strict):
     train: float = Field(0.6, ge=0, le=1)
     dev: float = Field(0.2, ge=0, le=1)
     test: float = Field(0.2, gt=0, le=1)
-    seed: int = Field(0, ge=0)
-    seeds: list[int] | None = Field(None, description="repeat the comparison on these re-splits (the first is "
-                                                      "the report's main split); the verdict states its stability")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] | None = Field(
+        None, description="repeat the comparison on these re-splits (the first is the report's main split); the "
+                          "verdict states its stability")
     stratify: bool = True  # only for classification
     group_by: str | None = Field(None, description="a data field: rows sharing its value stay in one split "
                                                     "(no test group is seen in training)")
@@ -117,8 +123,6 @@ class SplitConfig(Strict):
             return value
         if not value:
             raise ValueError("is empty; list the split seeds to repeat the comparison on, e.g. [0, 1, 2]")
-        if any(s < 0 for s in value):
-            raise ValueError("seeds must be 0 or more")
         _distinct([str(s) for s in value], "seed")
         return value
 
@@ -153,7 +157,7 @@ class GenerationConfig(Strict):
                             description="an answer's token budget (a typo of 1e9 would run for hours)")
     temperature: float = Field(0.0, ge=0)
     stop: list[str] = Field(default_factory=list)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class ArmSettings(Strict):
@@ -173,6 +177,15 @@ class ArmSettings(Strict):
     def check_types(self, types: dict[str, str]) -> tuple[str, str] | None:
         """A problem with the types of the arms this one names ({name: type}), as (message, field); None: fine."""
         return None
+
+    def check_data(self, task: Any, labels: list[str], sizes: dict[str, int]) -> tuple[str, str] | None:
+        """A problem of this arm's settings with the task, its labels and its split sizes, found before any
+        model work, as (message, field under the arm); None: fine."""
+        return None
+
+    def unused(self, task: Any, sizes: dict[str, int]) -> list[tuple[str, str]]:
+        """Settings given that this arm will not read, as (field under the arm, why): each is a warning."""
+        return []
 
 
 def arm_name(arm: ArmSettings) -> str:
@@ -202,7 +215,7 @@ class TrainSettings(Strict):
     train_size: int | None = Field(None, gt=0, description="use only this many train examples (stratified)")
     min_passes: int = Field(0, ge=0, description="repeat epochs until this many examples were seen")
     max_epochs: int = Field(10, gt=0, description="cap on epochs added by min_passes")
-    seed: int | None = Field(None, ge=0, description="defaults to the split seed")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="defaults to the split seed")
     processes: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field(
         "auto", description="data-parallel training processes (accelerate, DDP): auto is one per visible GPU "
                             "when there are several, else one (in this process); a number on CPU runs that "

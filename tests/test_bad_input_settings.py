@@ -1,0 +1,152 @@
+"""Every setting is used or refused (issue 28): each option of the search, knowledge, executor, judge and
+splits is checked against the task before any model work, and a setting nothing reads is a warning naming it.
+
+As in test_bad_input.py, each case runs the command line in-process against a home holding one finished run:
+exit code 2, one error line naming file, line and field, no traceback, the store unchanged; or, for what is
+allowed but suspicious, a run that succeeds with a warning in its output and in the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import test_bad_input
+from conftest import TASK_YAML, WORDS
+from test_bad_input import CSV, _in_order, add, arms, invoke, snapshot, sub, then
+from tunewise.cli import main
+
+finished_home, home = test_bad_input.finished_home, test_bad_input.home  # the fixtures: a home with one run
+
+SPLITS = "splits: {train: 0.5, dev: 0.2, test: 0.3, seed: 1}\n"
+
+
+def searched(settings: str):
+    return arms(f"{{type: searched, search: {{trials: 2, {settings}}}}}")
+
+
+def csv_with(column: str, values) -> str:
+    """The fixture's rows with one more column, its values in row order."""
+    return f"word,label,{column}\n" + "".join(f"{w},{label},{v}\n" for (w, label), v in zip(WORDS, values))
+
+
+def write_knowledge(files: dict[str, bytes | str]):
+    def setup(tmp_path: Path) -> None:
+        for name, content in files.items():
+            path = tmp_path / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return setup
+
+
+# kind: (edit of the task, the data (CSV text) or a setup function, key words of the error, in order)
+CASES = {
+    # the searched arm (issue 28's list)
+    "search ks beyond the train split": (searched("ks: [0, 40]"), None,
+                                         ["task.yaml:13:", "arms.0.search.ks", "ks 40", "10 of the train split"]),
+    "search label_words for a misspelled label": (searched("label_words: {postive: [good]}"), None,
+                                                  ["task.yaml:13:", "arms.0.search.label_words.postive",
+                                                   "'postive' is not a label", "negative, positive"]),
+    "search proposer naming nothing": (searched("proposer: nobody-tunewise/none"), None,
+                                       ["task.yaml:13:", "arms.0.search.proposer", "neither an endpoint",
+                                        "nor a model that loads"]),
+    "search selections empty": (searched("selections: []"), None,
+                                ["task.yaml:13:", "arms.0.search.selections", "is empty"]),
+    "search layouts empty": (searched("layouts: []"), None, ["arms.0.search.layouts", "is empty"]),
+    "search decodings empty": (searched("decodings: []"), None, ["arms.0.search.decodings", "is empty"]),
+    "search ks empty": (searched("ks: []"), None, ["arms.0.search.ks", "is empty"]),
+    "search blank instruction": (searched("instructions: ['Say it.', '  ']"), None,
+                                 ["task.yaml:13:", "arms.0.search.instructions", "an instruction is empty"]),
+    # seeds (issue 28's list): bounded when the task is read, not when training starts
+    "huge LoRA seed": (arms("{type: zero_shot}", "{type: lora, train: {seed: 99999999999999}}"), None,
+                       ["task.yaml:14:", "arms.1.train.seed", "less than or equal to 4294967295"]),
+    "huge split seed": (sub("seed: 1}", "seed: 99999999999}"), None,
+                        ["task.yaml:11:", "splits.seed", "less than or equal to 4294967295"]),
+    # found by the sweep
+    "search label word standing for two labels": (searched("label_words: {positive: [negative]}"), None,
+                                                  ["arms.0.search.label_words.positive", "'negative' would stand "
+                                                   "for both 'negative' and 'positive'"]),
+    "search label word empty": (searched("label_words: {positive: ['']}"), None,
+                                ["task.yaml:13:", "arms.0.search.label_words.positive", "a word for 'positive' is empty"]),
+    "search label words an empty list": (searched("label_words: {positive: []}"), None,
+                                         ["arms.0.search.label_words.positive", "lists no word"]),
+    "search label_words on a generation task": (then(sub("type: classification", "type: generation"),
+                                                     searched("label_words: {positive: [good]}")), None,
+                                                ["arms.0.search.label_words", "classification tasks, not generation"]),
+    "search constrained decoding on a generation task": (then(sub("type: classification", "type: generation"),
+                                                              searched("decodings: [constrained]")), None,
+                                                         ["arms.0.search.decodings", "classification task"]),
+    "search proposer with an empty train split": (then(sub("train: 0.5", "train: 0"), searched(
+        "ks: [0], proposer: fake")), None, ["arms.0.search.proposer", "train split is empty"]),
+    "huge search seed": (searched("seed: 4294967296"), None, ["arms.0.search.seed", "less than or equal"]),
+    "huge generation seed": (add("generation: {seed: 4294967296}\n"), None, ["generation.seed", "less than"]),
+    "huge seed among seeds": (sub("seed: 1}", "seeds: [1, 4294967296]}"), None, ["splits.seeds.1", "less than"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_bad_setting(kind, tmp_path, home, monkeypatch, request):
+    edit, data, words = CASES[kind]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if callable(data):
+        (tmp_path / "words.csv").write_text(CSV)
+        data(tmp_path)
+    else:
+        (tmp_path / "words.csv").write_text(data or CSV)
+    task = tmp_path / "task.yaml"
+    task.write_text(edit(TASK_YAML))
+    before = snapshot(home)
+    result = invoke("run", task, "--no-progress", "--home", home)
+    assert result.code == 2, result.output
+    _in_order(result.error_line(), words)
+    assert snapshot(home) == before  # refused before anything was stored
+
+
+# kind: (edit of the task, the data or a setup function, the warning's key words)
+WARNINGS = {
+    "search setting with no effect": (searched("ks: [0], example_sets: 5"), None,
+                                      ["arms.0.search.example_sets", "no trial draws random examples", "no effect"]),
+    "search proposer_calls without a proposer": (searched("proposer_calls: 9"), None,
+                                                 ["arms.0.search.proposer_calls", "there is no proposer"]),
+    "search calibrate without scored labels": (searched("decodings: [generate], calibrate: true"), None,
+                                               ["arms.0.search.calibrate", "no trial scores labels"]),
+    "search dev_items beyond the dev split": (searched("dev_items: 100"), None,
+                                              ["arms.0.search.dev_items", "the dev split has 4 items"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(WARNINGS))
+def test_setting_without_effect_is_a_warning(kind, tmp_path):
+    edit, data, words = WARNINGS[kind]
+    (tmp_path / "words.csv").write_text(CSV if data is None or callable(data) else data)
+    if callable(data):
+        data(tmp_path)
+    (tmp_path / "task.yaml").write_text(edit(TASK_YAML))
+    home = tmp_path / "h"
+    result = invoke("run", tmp_path / "task.yaml", "--no-progress", "--home", home)
+    assert result.code == 0, result.output
+    said = next((line for line in result.output.splitlines() if words[0] in line), "")
+    _in_order(said, ["warning: ", *words])
+    report = json.loads(invoke("show", "--format", "json", "--home", home).output)
+    assert any(words[0] in w for w in report["warnings"])
+
+
+def test_a_proposer_that_fails_stops_the_run_and_debug_shows_why(tmp_path):
+    """An endpoint that refuses every connection: GEPA would log it and propose nothing; the run fails."""
+    (tmp_path / "words.csv").write_text(CSV)
+    task = tmp_path / "task.yaml"
+    task.write_text(searched("proposer: p, proposer_calls: 10")(TASK_YAML) +
+                    "endpoints: {p: {base_url: 'http://127.0.0.1:9/v1', model: m, max_retries: 0}}\n")
+    result = invoke("run", task, "--no-progress", "--home", tmp_path / "h")
+    assert result.code == 1
+    _in_order(result.error_line(), ["arm 'searched'", "proposals with 'p' failed", "127.0.0.1:9"])
+    runs = invoke("runs", "--home", tmp_path / "h").output
+    assert "failed" in runs
+    from tunewise.errors import RunError
+    with pytest.raises(RunError):
+        CliRunner().invoke(main, ["run", str(task), "--no-progress", "--home", str(tmp_path / "h"), "--debug"],
+                           catch_exceptions=False)
