@@ -42,6 +42,9 @@ def write_knowledge(files: dict[str, bytes | str]):
     return setup
 
 
+SPLIT_COLUMN = csv_with("s", ["train"] * 10 + ["dev"] * 4 + ["test"] * 6)
+
+
 # kind: (edit of the task, the data (CSV text) or a setup function, key words of the error, in order)
 CASES = {
     # the searched arm (issue 28's list)
@@ -65,6 +68,16 @@ CASES = {
                        ["task.yaml:14:", "arms.1.train.seed", "less than or equal to 4294967295"]),
     "huge split seed": (sub("seed: 1}", "seed: 99999999999}"), None,
                         ["task.yaml:11:", "splits.seed", "less than or equal to 4294967295"]),
+    # splits (issue 28's list)
+    "group_by leaving the train split empty": (then(sub("seed: 1}", "seed: 1, group_by: label}"),
+                                                    arms("{type: searched, search: {trials: 2}}")), None,
+                                               ["task.yaml:11:", "splits.group_by", "arm 'searched' shows worked "
+                                                "examples", "train split is empty", "put every group in another"]),
+    "group_by leaving the dev split empty": (then(sub("seed: 1}", "seed: 1, group_by: label}"),
+                                                  sub("train: 0.5, dev: 0.2, test: 0.3", "train: 0.2, dev: 0.2, test: 0.6"),
+                                                  searched("ks: [0]")), None,
+                                             ["splits.group_by", "scores its prompt search's trials on dev",
+                                              "dev split is empty"]),
     # found by the sweep
     "search label word standing for two labels": (searched("label_words: {positive: [negative]}"), None,
                                                   ["arms.0.search.label_words.positive", "'negative' would stand "
@@ -116,6 +129,19 @@ WARNINGS = {
                                                ["arms.0.search.calibrate", "no trial scores labels"]),
     "search dev_items beyond the dev split": (searched("dev_items: 100"), None,
                                               ["arms.0.search.dev_items", "the dev split has 4 items"]),
+    # splits: group_by far from the fractions (issue 28's list), then the sweep's
+    "group_by far from the fractions": (then(sub("seed: 1}", "seed: 1, group_by: label}"), arms("{type: zero_shot}")),
+                                        None, ["splits.group_by 'label'", "2 groups split the rows 0%/50%/50%",
+                                               "far from the fractions 50%/20%/30%"]),
+    "fractions beside a split column": (sub("target: label\n", "target: label\n  split_column: s\n"), SPLIT_COLUMN,
+                                        ["splits.train", "split column fixes the splits", "no effect"]),
+    "re-split seeds beside a split column": (then(sub("target: label\n", "target: label\n  split_column: s\n"),
+                                                  sub("splits: {train: 0.5, dev: 0.2, test: 0.3, seed: 1}",
+                                                      "splits: {seeds: [1, 2]}")), SPLIT_COLUMN,
+                                             ["splits.seeds", "each seed runs on the same ones"]),
+    "stratify beside group_by": (then(sub("seed: 1}", "seed: 1, stratify: true, group_by: word}"),
+                                      arms("{type: zero_shot}")), None,
+                                 ["splits.stratify", "groups go whole", "no effect"]),
 }
 
 

@@ -22,7 +22,22 @@ def check_before_running(task: Task, splits: Splits, task_file: str, labels: lis
     if local:
         _check_device(task.device, task_file)
         _check_processes(task, task_file)
-    return notes + _unused_prices(task)
+    return notes + _unused_split_settings(task, splits) + _unused_prices(task)
+
+
+def _unused_split_settings(task: Task, splits: Splits) -> list[str]:
+    """Split settings that a split column, groups or the task type leave without effect."""
+    cfg, given = task.splits, task.splits.model_fields_set
+    column = any(e.split for e in splits.train + splits.dev + splits.test)
+    found = [(name, "the data's split column fixes the splits, so this fraction has no effect")
+             for name in ("train", "dev", "test") if column and name in given]
+    if column and len(cfg.all_seeds()) > 1:
+        found.append(("seeds", "the data's split column fixes the splits: each seed runs on the same ones (only "
+                               "the examples shown and the training seed change), so their agreement says little"))
+    if "stratify" in given and (cfg.group_by or task.type != "classification"):
+        why = "groups go whole into a split" if cfg.group_by else f"only classification is stratified, not {task.type}"
+        found.append(("stratify", f"{why}, so this setting has no effect"))
+    return [f"splits.{name}: {why}" for name, why in found]
 
 
 def _check_arm_settings(task: Task, labels: list[str], sizes: dict[str, int], task_file: str) -> list[str]:
@@ -45,8 +60,34 @@ def _unused_prices(task: Task) -> list[str]:
             f"is unused" for name in task.prices.models if name not in used]
 
 
+def _check_needed_splits(task: Task, splits: Splits, task_file: str) -> None:
+    """A split an arm reads is not empty; when groups left it so, the error says that they did."""
+    sizes, group_by = splits.sizes(), task.splits.group_by
+    for arm in task.arms:
+        for split, why in _reads(arm):
+            if sizes[split]:
+                continue
+            fix = (f"splits.group_by {group_by!r} put every group in another split (train {sizes['train']}, dev "
+                   f"{sizes['dev']}, test {sizes['test']} rows): group by a field with more values, or give "
+                   f"splits.{split} a larger share") if group_by else f"give splits.{split} a share"
+            raise TaskFileError(f"arm {arm_name(arm)!r} {why}, and the {split} split is empty; {fix}",
+                                file=task_file, field="splits.group_by" if group_by else f"splits.{split}")
+
+
+def _reads(arm) -> list[tuple[str, str]]:
+    """The splits an arm reads before answering, and what for."""
+    kind = traits(arm.type)
+    out = [("train", "fine-tunes" if kind.fine_tune else "trains on the train split")] if kind.trains_weights else []
+    if getattr(arm, "k", 0) or any(getattr(getattr(arm, "search", None), "ks", ())):
+        out.append(("train", "shows worked examples from the train split"))
+    if kind.searches:
+        out.append(("dev", "scores its prompt search's trials on dev"))
+    return out
+
+
 def _check_sizes(task: Task, splits: Splits, task_file: str) -> None:
-    n_train, n_dev = len(splits.train), len(splits.dev)
+    _check_needed_splits(task, splits, task_file)
+    n_train = len(splits.train)
     fix = "lower it, or give the train split more rows (splits.train, more data)"
     for i, arm in enumerate(task.arms):
         k = getattr(arm, "k", 0)
@@ -54,15 +95,9 @@ def _check_sizes(task: Task, splits: Splits, task_file: str) -> None:
             raise TaskFileError(f"arm {arm_name(arm)!r} shows {k} examples but the train split has {n_train}; {fix}",
                                 file=task_file, field=f"arms.{i}.k")
         size = getattr(getattr(arm, "train", None), "train_size", None)
-        if traits(arm.type).fine_tune and not n_train:
-            raise TaskFileError(f"arm {arm_name(arm)!r} fine-tunes, but the train split is empty; give "
-                                f"splits.train a share", file=task_file, field="splits.train")
         if size is not None and size > n_train:
             raise TaskFileError(f"arm {arm_name(arm)!r}: train_size {size} is more than the {n_train} train "
                                 f"examples; {fix}", file=task_file, field=f"arms.{i}.train.train_size")
-        if traits(arm.type).searches and not n_dev:
-            raise TaskFileError(f"arm {arm_name(arm)!r}: a prompt search scores its trials on dev, and the dev "
-                                f"split is empty; give splits.dev a share", file=task_file, field="splits.dev")
     curve = task.learning_curve
     if curve is None:
         return

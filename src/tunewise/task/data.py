@@ -349,7 +349,7 @@ def make_splits(task: Task, examples: list[Example], *, task_file: str = "<task>
     else:
         parts = _split_by_fraction(task, examples, rng)
     key = _stratum if task.type == "classification" and cfg.stratify and not cfg.group_by else None
-    notes = []
+    notes = _group_shares(task, examples, parts) if cfg.group_by and not any(e.split for e in examples) else []
     placed = sum(len(p) for p in parts.values())
     if placed < len(examples):
         notes.append(f"{len(examples) - placed} of {len(examples)} rows are in no split: the fractions add up to "
@@ -437,6 +437,25 @@ def _split_by_group(task: Task, examples: list[Example], rng: random.Random) -> 
     for part in parts.values():
         rng.shuffle(part)
     return parts
+
+
+FAR = 0.1  # a split's share of the rows this far from its fraction is reported
+
+
+def _group_shares(task: Task, examples: list[Example], parts: dict[str, list[Example]]) -> list[str]:
+    """Groups go whole into a split, so a few large ones can leave the shares far from the fractions: say so."""
+    cfg, total = task.splits, len(examples)
+    asked = {"train": cfg.train, "dev": cfg.dev, "test": cfg.test}
+    if cfg.train + cfg.dev + cfg.test > 1 - 1e-9:  # train takes what the groups leave
+        asked["train"] = 1 - cfg.dev - cfg.test
+    got = {name: len(part) / total for name, part in parts.items()}
+    if all(abs(got[name] - asked[name]) <= FAR for name in asked):
+        return []
+    groups = len({e.group for e in examples})
+    shares = "/".join(f"{got[n]:.0%}" for n in asked)
+    return [f"splits.group_by {cfg.group_by!r}: its {groups} groups split the rows {shares} (train/dev/test), far "
+            f"from the fractions {'/'.join(f'{asked[n]:.0%}' for n in asked)}; each group stays whole, so more or "
+            f"smaller groups split closer"]
 
 
 def _take(items: list[Example], n: int, key, rng: random.Random) -> list[Example]:
