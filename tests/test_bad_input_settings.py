@@ -42,6 +42,7 @@ def write_knowledge(files: dict[str, bytes | str]):
     return setup
 
 
+RETRIEVAL = arms("{type: zero_shot}", "{type: retrieval}")
 SPLIT_COLUMN = csv_with("s", ["train"] * 10 + ["dev"] * 4 + ["test"] * 6)
 
 
@@ -78,7 +79,25 @@ CASES = {
                                                   searched("ks: [0]")), None,
                                              ["splits.group_by", "scores its prompt search's trials on dev",
                                               "dev split is empty"]),
+    # knowledge (issue 28's list)
+    "knowledge in a .txt file": (then(RETRIEVAL, add("knowledge: {path: kb.txt}\n")),
+                                 write_knowledge({"kb.txt": "Happy is a positive word.\n"}),
+                                 ["kb.txt:", "cannot read .txt as knowledge", "point knowledge.path at the folder"]),
+    "binary bytes in a knowledge folder": (then(RETRIEVAL, add("knowledge: {path: kb}\n")), write_knowledge(
+        {"kb/a.txt": "Happy is a positive word.\n", "kb/b.md": b"Sad is negative.\n\n\x89PNG\xff\x00\n"}),
+        ["kb/b.md:3:", "not valid UTF-8 text", "0x89"]),
+    "knowledge passage longer than the model's context": (
+        then(sub("model: fake", "model: MODEL"), RETRIEVAL, add("knowledge: {path: kb.jsonl}\n")),
+        write_knowledge({"kb.jsonl": '{"text": "Happy is positive."}\n' + json.dumps(
+            {"text": "the quick brown fox " * 100_000}) + "\n"}),  # 2 MB
+        ["kb.jsonl:2:", "text:", "1,999,999 characters", "longer than", "context can hold", "512 tokens"]),
     # found by the sweep
+    "knowledge folder of other files": (then(RETRIEVAL, add("knowledge: {path: kb}\n")),
+                                        write_knowledge({"kb/notes.pdf": b"%PDF-1.4"}),
+                                        ["kb:", "holds no passage", "no .txt or .md file", "'notes.pdf'"]),
+    "knowledge file of another kind": (then(RETRIEVAL, add("knowledge: {path: kb.html}\n")),
+                                       write_knowledge({"kb.html": "<p>Happy</p>"}),
+                                       ["kb.html:", "cannot read .html as knowledge", "JSONL, CSV or Parquet rows"]),
     "search label word standing for two labels": (searched("label_words: {positive: [negative]}"), None,
                                                   ["arms.0.search.label_words.positive", "'negative' would stand "
                                                    "for both 'negative' and 'positive'"]),
@@ -110,8 +129,11 @@ def test_bad_setting(kind, tmp_path, home, monkeypatch, request):
         data(tmp_path)
     else:
         (tmp_path / "words.csv").write_text(data or CSV)
+    text = edit(TASK_YAML)
+    if "MODEL" in text:
+        text = text.replace("MODEL", str(request.getfixturevalue("tiny_model_dir")))
     task = tmp_path / "task.yaml"
-    task.write_text(edit(TASK_YAML))
+    task.write_text(text)
     before = snapshot(home)
     result = invoke("run", task, "--no-progress", "--home", home)
     assert result.code == 2, result.output
@@ -129,6 +151,16 @@ WARNINGS = {
                                                ["arms.0.search.calibrate", "no trial scores labels"]),
     "search dev_items beyond the dev split": (searched("dev_items: 100"), None,
                                               ["arms.0.search.dev_items", "the dev split has 4 items"]),
+    # knowledge: given and read by no arm (issue 28's list), then the sweep's
+    "knowledge no arm reads": (add("knowledge: {path: kb}\n"), write_knowledge({"kb/a.txt": "Happy."}),
+                               ["knowledge:", "no arm retrieves passages", "unused"]),
+    "knowledge field for a folder": (then(RETRIEVAL, add("knowledge: {path: kb, field: body}\n")),
+                                     write_knowledge({"kb/a.txt": "Happy."}),
+                                     ["knowledge.field", "a folder's passages are its files' paragraphs"]),
+    "more passages asked than the source holds": (then(arms("{type: retrieval, passages: 5}"),
+                                                       add("knowledge: {path: kb}\n")),
+                                                  write_knowledge({"kb/a.txt": "Happy.\n\nSad."}),
+                                                  ["arms.0.passages", "holds 2, so each prompt gets those"]),
     # splits: group_by far from the fractions (issue 28's list), then the sweep's
     "group_by far from the fractions": (then(sub("seed: 1}", "seed: 1, group_by: label}"), arms("{type: zero_shot}")),
                                         None, ["splits.group_by 'label'", "2 groups split the rows 0%/50%/50%",

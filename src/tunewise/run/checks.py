@@ -4,9 +4,10 @@ after an hour of training loses the hour."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..backends import is_remote
-from ..errors import TaskFileError
+from ..errors import DataError, TaskFileError
 from ..registry import traits
 from ..task import Task, arm_name
 from ..task.data import Splits
@@ -17,7 +18,7 @@ def check_before_running(task: Task, splits: Splits, task_file: str, labels: lis
     warnings about settings that will have no effect."""
     _check_sizes(task, splits, task_file)
     notes = _check_arm_settings(task, list(labels), splits.sizes(), task_file)
-    _check_knowledge(task, task_file)
+    notes += _check_knowledge(task, task_file)
     local = _check_models(task, task_file)
     if local:
         _check_device(task.device, task_file)
@@ -112,14 +113,48 @@ def _check_sizes(task: Task, splits: Splits, task_file: str) -> None:
                             f"examples; use ks up to {n_train}", file=task_file, field="learning_curve.ks")
 
 
-def _check_knowledge(task: Task, task_file: str) -> None:
-    if task.knowledge is None or not any(traits(a.type).retrieves for a in task.arms):
-        return
+def _check_knowledge(task: Task, task_file: str) -> list[str]:
+    """The knowledge source reads, and every passage fits the context of the models that retrieve it; the
+    returned warnings name the settings it leaves without effect."""
+    if task.knowledge is None:
+        return []
+    retrieving = {i: arm for i, arm in enumerate(task.arms) if traits(arm.type).retrieves}
+    if not retrieving:
+        return ["knowledge: no arm retrieves passages (add a retrieval arm), so the knowledge source is unused"]
     path = task.path_of(task.knowledge.path)
     if not path.exists():
         raise TaskFileError(f"the knowledge source {path} does not exist", file=task_file, field="knowledge.path")
-    from ..arms.knowledge import load_passages
-    load_passages(task)  # an empty or malformed source fails now, not after the other arms ran
+    from ..arms.knowledge import read_passages
+    passages = read_passages(task)  # an empty or malformed source fails now, not after the other arms ran
+    _check_passage_lengths(task, {a.model or task.model for a in retrieving.values()}, passages)
+    notes = [f"arms.{i}.passages: the knowledge source holds {len(passages)}, so each prompt gets those"
+             for i, arm in retrieving.items() if "passages" in arm.model_fields_set and arm.passages > len(passages)]
+    if path.is_dir() and "field" in task.knowledge.model_fields_set:
+        notes.append("knowledge.field: a folder's passages are its files' paragraphs, so this setting has no effect")
+    return notes
+
+
+CHARS_PER_TOKEN = 16  # more than any tokenizer packs into a token of text: longer prefixes need no counting
+
+
+def _check_passage_lengths(task: Task, models: set[str], passages) -> None:
+    """A passage longer than a model's context, with room for the answer, cannot be read by it in any prompt."""
+    from ..backends import local_weights
+    from ..backends.models import context_length, token_counter
+    for model in sorted(models):
+        weights = local_weights(model, task.endpoints)
+        limit = context_length(weights) if weights else None  # a remote model's context is unknown
+        if not limit:
+            continue
+        room = limit - task.generation.max_tokens
+        long = [p for p in passages if len(p.text.encode()) > room]  # no tokenizer makes more tokens than bytes
+        count = token_counter(weights) if long else None
+        for p in long:
+            if count(p.text[: CHARS_PER_TOKEN * (room + 1)]) > room:
+                raise DataError(f"a passage of {len(p.text):,} characters is longer than {model}'s context can "
+                                f"hold ({limit} tokens, {task.generation.max_tokens} of them for the answer); split "
+                                f"it into shorter passages", file=p.file, line=p.line,
+                                field=None if Path(p.file).suffix in (".txt", ".md") else task.knowledge.field)
 
 
 def _check_models(task: Task, task_file: str) -> bool:
