@@ -47,8 +47,7 @@ SPLIT_COLUMN = csv_with("s", ["train"] * 10 + ["dev"] * 4 + ["test"] * 6)
 
 
 # kind: (edit of the task, the data (CSV text) or a setup function, key words of the error, in order)
-CASES = {
-    # the searched arm (issue 28's list)
+LISTED = {  # the cases issue 28 lists
     "search ks beyond the train split": (searched("ks: [0, 40]"), None,
                                          ["task.yaml:13:", "arms.0.search.ks", "ks 40", "10 of the train split"]),
     "search label_words for a misspelled label": (searched("label_words: {postive: [good]}"), None,
@@ -64,40 +63,32 @@ CASES = {
     "search ks empty": (searched("ks: []"), None, ["arms.0.search.ks", "is empty"]),
     "search blank instruction": (searched("instructions: ['Say it.', '  ']"), None,
                                  ["task.yaml:13:", "arms.0.search.instructions", "an instruction is empty"]),
-    # seeds (issue 28's list): bounded when the task is read, not when training starts
-    "huge LoRA seed": (arms("{type: zero_shot}", "{type: lora, train: {seed: 99999999999999}}"), None,
+    # seeds: bounded when the task is read, not when training starts after the prompt arms ran
+    "huge LoRA seed": (then(sub("model: fake", "model: MODEL"),
+                            arms("{type: zero_shot}", "{type: lora, train: {seed: 99999999999999}}")), None,
                        ["task.yaml:14:", "arms.1.train.seed", "less than or equal to 4294967295"]),
-    "huge split seed": (sub("seed: 1}", "seed: 99999999999}"), None,
+    "huge split seed": (then(sub("model: fake", "model: MODEL"), sub("seed: 1}", "seed: 99999999999}"),
+                             arms("{type: zero_shot}", "{type: lora}")), None,
                         ["task.yaml:11:", "splits.seed", "less than or equal to 4294967295"]),
-    # splits (issue 28's list)
     "group_by leaving the train split empty": (then(sub("seed: 1}", "seed: 1, group_by: label}"),
                                                     arms("{type: searched, search: {trials: 2}}")), None,
                                                ["task.yaml:11:", "splits.group_by", "arm 'searched' shows worked "
                                                 "examples", "train split is empty", "put every group in another"]),
-    "group_by leaving the dev split empty": (then(sub("seed: 1}", "seed: 1, group_by: label}"),
-                                                  sub("train: 0.5, dev: 0.2, test: 0.3", "train: 0.2, dev: 0.2, test: 0.6"),
-                                                  searched("ks: [0]")), None,
-                                             ["splits.group_by", "scores its prompt search's trials on dev",
-                                              "dev split is empty"]),
-    # knowledge (issue 28's list)
     "knowledge in a .txt file": (then(RETRIEVAL, add("knowledge: {path: kb.txt}\n")),
                                  write_knowledge({"kb.txt": "Happy is a positive word.\n"}),
                                  ["kb.txt:", "cannot read .txt as knowledge", "point knowledge.path at the folder"]),
     "binary bytes in a knowledge folder": (then(RETRIEVAL, add("knowledge: {path: kb}\n")), write_knowledge(
         {"kb/a.txt": "Happy is a positive word.\n", "kb/b.md": b"Sad is negative.\n\n\x89PNG\xff\x00\n"}),
         ["kb/b.md:3:", "not valid UTF-8 text", "0x89"]),
+    "local executor with an address": (add("executor: {type: local, address: 'ray://head:10001'}\n"), None,
+                                       ["task.yaml:16:", "executor.address", "is for executor type ray", "ignore it"]),
     "knowledge passage longer than the model's context": (
         then(sub("model: fake", "model: MODEL"), RETRIEVAL, add("knowledge: {path: kb.jsonl}\n")),
         write_knowledge({"kb.jsonl": '{"text": "Happy is positive."}\n' + json.dumps(
             {"text": "the quick brown fox " * 100_000}) + "\n"}),  # 2 MB
         ["kb.jsonl:2:", "text:", "1,999,999 characters", "longer than", "context can hold", "512 tokens"]),
-    # found by the sweep
-    "knowledge folder of other files": (then(RETRIEVAL, add("knowledge: {path: kb}\n")),
-                                        write_knowledge({"kb/notes.pdf": b"%PDF-1.4"}),
-                                        ["kb:", "holds no passage", "no .txt or .md file", "'notes.pdf'"]),
-    "knowledge file of another kind": (then(RETRIEVAL, add("knowledge: {path: kb.html}\n")),
-                                       write_knowledge({"kb.html": "<p>Happy</p>"}),
-                                       ["kb.html:", "cannot read .html as knowledge", "JSONL, CSV or Parquet rows"]),
+}
+SWEEP = {  # found by trying the other settings as a new user would
     "search label word standing for two labels": (searched("label_words: {positive: [negative]}"), None,
                                                   ["arms.0.search.label_words.positive", "'negative' would stand "
                                                    "for both 'negative' and 'positive'"]),
@@ -116,7 +107,28 @@ CASES = {
     "huge search seed": (searched("seed: 4294967296"), None, ["arms.0.search.seed", "less than or equal"]),
     "huge generation seed": (add("generation: {seed: 4294967296}\n"), None, ["generation.seed", "less than"]),
     "huge seed among seeds": (sub("seed: 1}", "seeds: [1, 4294967296]}"), None, ["splits.seeds.1", "less than"]),
+    "group_by leaving the dev split empty": (then(sub("seed: 1}", "seed: 1, group_by: label}"),
+                                                  sub("train: 0.5, dev: 0.2, test: 0.3", "train: 0.2, dev: 0.2, "
+                                                                                         "test: 0.6"),
+                                                  searched("ks: [0]")), None,
+                                             ["splits.group_by", "scores its prompt search's trials on dev",
+                                              "dev split is empty"]),
+    "knowledge folder of other files": (then(RETRIEVAL, add("knowledge: {path: kb}\n")),
+                                        write_knowledge({"kb/notes.pdf": b"%PDF-1.4"}),
+                                        ["kb:", "holds no passage", "no .txt or .md file", "'notes.pdf'"]),
+    "knowledge file of another kind": (then(RETRIEVAL, add("knowledge: {path: kb.html}\n")),
+                                       write_knowledge({"kb.html": "<p>Happy</p>"}),
+                                       ["kb.html:", "cannot read .html as knowledge", "JSONL, CSV or Parquet rows"]),
+    "local executor with cpus": (add("executor: {cpus: 4}\n"), None, ["executor.cpus", "is for executor type ray"]),
+    "ray address malformed": (add("executor: {type: ray, address: 'http//head'}\n"), None,
+                              ["task.yaml:16:", "executor.address", "not a Ray address", "ray://HOST:PORT"]),
+    "ray units asking for more CPUs than the machine has": (add("executor: {type: ray, cpus: 100000}\n"), None,
+                                                            ["task.yaml:16:", "executor.cpus", "100000 CPUs",
+                                                             "no unit would ever start"]),
+    "ray units asking for more memory than the machine has": (add("executor: {type: ray, memory_gb: 1e7}\n"), None,
+                                                              ["executor.memory_gb", "1e+07 GB of memory"]),
 }
+CASES = {**LISTED, **SWEEP}
 
 
 @pytest.mark.parametrize("kind", list(CASES))
@@ -142,7 +154,14 @@ def test_bad_setting(kind, tmp_path, home, monkeypatch, request):
 
 
 # kind: (edit of the task, the data or a setup function, the warning's key words)
-WARNINGS = {
+LISTED_WARNINGS = {
+    "knowledge no arm reads": (add("knowledge: {path: kb}\n"), write_knowledge({"kb/a.txt": "Happy."}),
+                               ["knowledge:", "no arm retrieves passages", "unused"]),
+    "group_by far from the fractions": (then(sub("seed: 1}", "seed: 1, group_by: label}"), arms("{type: zero_shot}")),
+                                        None, ["splits.group_by 'label'", "2 groups split the rows 0%/50%/50%",
+                                               "far from the fractions 50%/20%/30%"]),
+}
+SWEEP_WARNINGS = {
     "search setting with no effect": (searched("ks: [0], example_sets: 5"), None,
                                       ["arms.0.search.example_sets", "no trial draws random examples", "no effect"]),
     "search proposer_calls without a proposer": (searched("proposer_calls: 9"), None,
@@ -151,9 +170,6 @@ WARNINGS = {
                                                ["arms.0.search.calibrate", "no trial scores labels"]),
     "search dev_items beyond the dev split": (searched("dev_items: 100"), None,
                                               ["arms.0.search.dev_items", "the dev split has 4 items"]),
-    # knowledge: given and read by no arm (issue 28's list), then the sweep's
-    "knowledge no arm reads": (add("knowledge: {path: kb}\n"), write_knowledge({"kb/a.txt": "Happy."}),
-                               ["knowledge:", "no arm retrieves passages", "unused"]),
     "knowledge field for a folder": (then(RETRIEVAL, add("knowledge: {path: kb, field: body}\n")),
                                      write_knowledge({"kb/a.txt": "Happy."}),
                                      ["knowledge.field", "a folder's passages are its files' paragraphs"]),
@@ -161,10 +177,6 @@ WARNINGS = {
                                                        add("knowledge: {path: kb}\n")),
                                                   write_knowledge({"kb/a.txt": "Happy.\n\nSad."}),
                                                   ["arms.0.passages", "holds 2, so each prompt gets those"]),
-    # splits: group_by far from the fractions (issue 28's list), then the sweep's
-    "group_by far from the fractions": (then(sub("seed: 1}", "seed: 1, group_by: label}"), arms("{type: zero_shot}")),
-                                        None, ["splits.group_by 'label'", "2 groups split the rows 0%/50%/50%",
-                                               "far from the fractions 50%/20%/30%"]),
     "fractions beside a split column": (sub("target: label\n", "target: label\n  split_column: s\n"), SPLIT_COLUMN,
                                         ["splits.train", "split column fixes the splits", "no effect"]),
     "re-split seeds beside a split column": (then(sub("target: label\n", "target: label\n  split_column: s\n"),
@@ -175,6 +187,7 @@ WARNINGS = {
                                       arms("{type: zero_shot}")), None,
                                  ["splits.stratify", "groups go whole", "no effect"]),
 }
+WARNINGS = {**LISTED_WARNINGS, **SWEEP_WARNINGS}
 
 
 @pytest.mark.parametrize("kind", list(WARNINGS))

@@ -19,6 +19,7 @@ def check_before_running(task: Task, splits: Splits, task_file: str, labels: lis
     _check_sizes(task, splits, task_file)
     notes = _check_arm_settings(task, list(labels), splits.sizes(), task_file)
     notes += _check_knowledge(task, task_file)
+    _check_executor(task, task_file)
     local = _check_models(task, task_file)
     if local:
         _check_device(task.device, task_file)
@@ -219,6 +220,31 @@ def _check_judge_model(task: Task, task_file: str) -> bool:
     if problem:
         raise TaskFileError(problem, file=task_file, field="judge.model")
     return True
+
+
+def _check_executor(task: Task, task_file: str) -> None:
+    """A local Ray instance has this machine's resources: a unit asking for more would wait forever."""
+    settings = task.executor
+    if settings.type != "ray" or settings.address not in (None, "local"):
+        return  # a cluster's resources are its own
+    have = {"cpus": os.cpu_count() or 1, "memory_gb": _memory_gb()}
+    if settings.gpus:
+        import torch
+        have["gpus"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    units = {"cpus": "CPUs", "gpus": "GPUs", "memory_gb": "GB of memory"}
+    for name, available in have.items():
+        asked = getattr(settings, name)
+        if asked and asked > available:
+            raise TaskFileError(f"each unit asks for {asked:g} {units[name]}, and the local Ray instance has this "
+                                f"machine's {available:.3g}: no unit would ever start; ask for at most that, or give "
+                                f"executor.address of a cluster", file=task_file, field=f"executor.{name}")
+
+
+def _memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):  # not POSIX: no bound known
+        return float("inf")
 
 
 def _check_processes(task: Task, task_file: str) -> None:

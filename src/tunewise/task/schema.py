@@ -151,6 +151,21 @@ class ExecutorConfig(Strict):
     gpus: float = Field(0, ge=0, description="GPUs each unit asks for (0 on CPU-only clusters)")
     memory_gb: float | None = Field(None, gt=0, description="memory each unit asks for; default: no reservation")
 
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"auto|local|(ray://)?[\w.\-]+:\d+", value):
+            raise ValueError(f"{value!r} is not a Ray address: auto, local, ray://HOST:PORT (Ray Client) or HOST:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _only_for_ray(self) -> "ExecutorConfig":
+        given = [name for name in ("address", "cpus", "gpus", "memory_gb") if name in self.model_fields_set]
+        if self.type == "local" and given:
+            raise FieldError("is for executor type ray; the local executor runs the units one after another in "
+                             "this process, and would ignore it", given[0])
+        return self
+
 
 class GenerationConfig(Strict):
     max_tokens: int = Field(32, gt=0, le=32768,
