@@ -42,6 +42,7 @@ def write_knowledge(files: dict[str, bytes | str]):
     return setup
 
 
+JUDGE = "judge: {model: fake, rubric: [{name: c, description: d}], "
 RETRIEVAL = arms("{type: zero_shot}", "{type: retrieval}")
 SPLIT_COLUMN = csv_with("s", ["train"] * 10 + ["dev"] * 4 + ["test"] * 6)
 
@@ -80,6 +81,13 @@ LISTED = {  # the cases issue 28 lists
     "binary bytes in a knowledge folder": (then(RETRIEVAL, add("knowledge: {path: kb}\n")), write_knowledge(
         {"kb/a.txt": "Happy is a positive word.\n", "kb/b.md": b"Sad is negative.\n\n\x89PNG\xff\x00\n"}),
         ["kb/b.md:3:", "not valid UTF-8 text", "0x89"]),
+    "judge human_score naming a field no row has": (add(JUDGE + "human_score: hscore, human_answer: word}\n"), None,
+                                                    ["words.csv:", "hscore:", "no row has the field that "
+                                                     "judge.human_score names", "word, label"]),
+    "judge human score outside several criteria's scales": (
+        add(JUDGE.replace("]", ", {name: e, description: f, scale: [0, 3]}]") + "human_score: hscore, "
+            "human_answer: word}\n"), csv_with("hscore", ["", "2", "", "9"] + [""] * 16),
+        ["words.csv:5:", "hscore:", "human score '9' is outside the rubric's scales [0, 5]"]),
     "local executor with an address": (add("executor: {type: local, address: 'ray://head:10001'}\n"), None,
                                        ["task.yaml:16:", "executor.address", "is for executor type ray", "ignore it"]),
     "knowledge passage longer than the model's context": (
@@ -119,6 +127,8 @@ SWEEP = {  # found by trying the other settings as a new user would
     "knowledge file of another kind": (then(RETRIEVAL, add("knowledge: {path: kb.html}\n")),
                                        write_knowledge({"kb.html": "<p>Happy</p>"}),
                                        ["kb.html:", "cannot read .html as knowledge", "JSONL, CSV or Parquet rows"]),
+    "judge max_tokens huge": (add(JUDGE + "max_tokens: 1000000000}\n"), None,
+                              ["task.yaml:16:", "judge.max_tokens", "less than or equal to 32768"]),
     "local executor with cpus": (add("executor: {cpus: 4}\n"), None, ["executor.cpus", "is for executor type ray"]),
     "ray address malformed": (add("executor: {type: ray, address: 'http//head'}\n"), None,
                               ["task.yaml:16:", "executor.address", "not a Ray address", "ray://HOST:PORT"]),
@@ -162,6 +172,8 @@ LISTED_WARNINGS = {
                                                "far from the fractions 50%/20%/30%"]),
 }
 SWEEP_WARNINGS = {
+    "judge min_agreement without human scores": (add(JUDGE + "min_agreement: 0.8}\n"), None,
+                                                 ["judge.min_agreement", "no human scores", "no effect"]),
     "search setting with no effect": (searched("ks: [0], example_sets: 5"), None,
                                       ["arms.0.search.example_sets", "no trial draws random examples", "no effect"]),
     "search proposer_calls without a proposer": (searched("proposer_calls: 9"), None,

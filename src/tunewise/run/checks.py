@@ -24,7 +24,15 @@ def check_before_running(task: Task, splits: Splits, task_file: str, labels: lis
     if local:
         _check_device(task.device, task_file)
         _check_processes(task, task_file)
-    return notes + _unused_split_settings(task, splits) + _unused_prices(task)
+    return notes + _unused_split_settings(task, splits) + _unused_judge_settings(task) + _unused_prices(task)
+
+
+def _unused_judge_settings(task: Task) -> list[str]:
+    judge = task.judge
+    if judge is None or judge.human_score or "min_agreement" not in judge.model_fields_set:
+        return []
+    return ["judge.min_agreement: there are no human scores to agree with (judge.human_score), so this setting has "
+            "no effect"]
 
 
 def _unused_split_settings(task: Task, splits: Splits) -> list[str]:

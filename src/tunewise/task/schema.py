@@ -380,7 +380,7 @@ class JudgeConfig(Strict):
     human_score: str | None = Field(None, description="a data field holding a person's score of human_answer "
                                     "on the rubric's scale: the judge's agreement with it is reported")
     human_answer: str | None = Field(None, description="the data field holding the answer the person scored")
-    max_tokens: int = Field(256, gt=0, description="room for the judge's rationale and scores")
+    max_tokens: int = Field(256, gt=0, le=32768, description="room for the judge's rationale and scores")
     min_agreement: float = Field(0.5, ge=-1, le=1, description="below this rank correlation with the human "
                                  "scores, the report warns that the judge's scores are not to be trusted")
 
