@@ -90,6 +90,8 @@ LISTED = {  # the cases issue 28 lists
         ["words.csv:5:", "hscore:", "human score '9' is outside the rubric's scales [0, 5]"]),
     "local executor with an address": (add("executor: {type: local, address: 'ray://head:10001'}\n"), None,
                                        ["task.yaml:16:", "executor.address", "is for executor type ray", "ignore it"]),
+    "temperature NaN": (add("generation: {temperature: .nan}\n"), None,
+                        ["task.yaml:16:", "generation.temperature", "NaN is not a number"]),
     "knowledge passage longer than the model's context": (
         then(sub("model: fake", "model: MODEL"), RETRIEVAL, add("knowledge: {path: kb.jsonl}\n")),
         write_knowledge({"kb.jsonl": '{"text": "Happy is positive."}\n' + json.dumps(
@@ -233,3 +235,11 @@ def test_a_proposer_that_fails_stops_the_run_and_debug_shows_why(tmp_path):
     with pytest.raises(RunError):
         CliRunner().invoke(main, ["run", str(task), "--no-progress", "--home", str(tmp_path / "h"), "--debug"],
                            catch_exceptions=False)
+
+
+def test_a_served_request_with_temperature_nan_is_told_it_is_not_a_number():
+    from tunewise.ship.serve import ApiError, ChatRequest, parse
+    body = json.loads('{"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}')
+    with pytest.raises(ApiError) as err:
+        parse(ChatRequest, body)
+    assert err.value.status == 400 and err.value.message == "temperature: NaN is not a number; give a number"

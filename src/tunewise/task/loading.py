@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from .. import registry
 from ..errors import TaskFileError
 from .model import Task
-from .schema import FieldError
+from .schema import FieldError, not_finite
 
 
 def load_task(path: str | Path) -> Task:
@@ -75,6 +75,8 @@ def validate_task(data: dict[str, Any], *, file: str = "<task>", root: yaml.Node
         message = str(cause) if isinstance(cause, ValueError) else first["msg"]
         if first["type"] == "extra_forbidden":
             message = "unknown key"
+        elif first["type"] == "finite_number":
+            message = not_finite(first["input"])
         elif first["type"] == "missing":
             message = "required, but missing"
         elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):

@@ -36,6 +36,13 @@ class Strict(BaseModel):
         return data
 
 
+def not_finite(value: Any) -> str:
+    """What pydantic's "should be a finite number" means for NaN or an infinity."""
+    if isinstance(value, float) and value != value:
+        return "NaN is not a number; give a number"
+    return f"{value} is not a finite number; give a number"
+
+
 def _numeric(annotation: Any) -> bool:
     """Whether a field (or its list's items) takes numbers and not booleans."""
     if annotation is bool:
