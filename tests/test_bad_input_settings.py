@@ -243,3 +243,30 @@ def test_a_served_request_with_temperature_nan_is_told_it_is_not_a_number():
     with pytest.raises(ApiError) as err:
         parse(ChatRequest, body)
     assert err.value.status == 400 and err.value.message == "temperature: NaN is not a number; give a number"
+
+
+# -- compare: runs whose differences are not the arms' alone say so -----------------------------------------
+COMPARED = {  # kind: (edit of the task, edit of the data, what the warning names; None: comparable)
+    "different data": (None, lambda csv: csv + "glad,positive\n", "different data"),
+    "different models": (sub("model: fake", "model: fake:other"), None, "different models (fake against fake:other)"),
+    "different tasks": (sub("name: words", "name: moods"), None, "different tasks ('words' on accuracy, 'moods'"),
+    "different splits": (sub("seed: 1}", "seed: 2}"), None, "different splits, so different test items"),
+    "other arms of the same task": (sub("k: 2}", "k: 3}"), None, None),
+}
+
+
+@pytest.mark.parametrize("kind", list(COMPARED))
+def test_compare_says_when_runs_are_not_comparable(kind, tmp_path, home):
+    edit_task, edit_data, words = COMPARED[kind]
+    (tmp_path / "words.csv").write_text(edit_data(CSV) if edit_data else CSV)
+    (tmp_path / "task.yaml").write_text(edit_task(TASK_YAML) if edit_task else TASK_YAML)
+    first = invoke("runs", "--home", home).output.split()[0]
+    assert invoke("run", tmp_path / "task.yaml", "--no-progress", "--home", home).code == 0
+    result = invoke("compare", first, "latest", "--home", home)
+    assert result.code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    if words is None:
+        assert warnings == [], result.output
+    else:
+        assert len(warnings) == 1, result.output
+        _in_order(warnings[0], [f"runs {first} and ", "are not comparable", words, "not the arms' alone"])
