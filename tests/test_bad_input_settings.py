@@ -131,6 +131,16 @@ SWEEP = {  # found by trying the other settings as a new user would
                                        ["kb.html:", "cannot read .html as knowledge", "JSONL, CSV or Parquet rows"]),
     "judge max_tokens huge": (add(JUDGE + "max_tokens: 1000000000}\n"), None,
                               ["task.yaml:16:", "judge.max_tokens", "less than or equal to 32768"]),
+    "judge human_score empty": (add(JUDGE + "human_score: '', human_answer: word}\n"), None,
+                                ["task.yaml:16:", "judge.human_score", "is empty"]),
+    "search proposer empty": (searched("proposer: ''"), None, ["task.yaml:13:", "arms.0.search.proposer", "is empty"]),
+    "group_by empty": (sub("seed: 1}", "seed: 1, group_by: ''}"), None, ["task.yaml:11:", "splits.group_by",
+                                                                         "is empty"]),
+    "knowledge path empty (the task's folder)": (then(RETRIEVAL, add("knowledge: {path: ''}\n")),
+                                                 write_knowledge({"notes.md": "Happy."}),
+                                                 ["task.yaml:15:", "knowledge.path", "is empty"]),
+    "knowledge field empty": (then(RETRIEVAL, add("knowledge: {path: kb.jsonl, field: ' '}\n")),
+                              write_knowledge({"kb.jsonl": '{"text": "Happy."}\n'}), ["knowledge.field", "is empty"]),
     "local executor with cpus": (add("executor: {cpus: 4}\n"), None, ["executor.cpus", "is for executor type ray"]),
     "ray address malformed": (add("executor: {type: ray, address: 'http//head'}\n"), None,
                               ["task.yaml:16:", "executor.address", "not a Ray address", "ray://HOST:PORT"]),
@@ -176,11 +186,13 @@ LISTED_WARNINGS = {
 SWEEP_WARNINGS = {
     "judge min_agreement without human scores": (add(JUDGE + "min_agreement: 0.8}\n"), None,
                                                  ["judge.min_agreement", "no human scores", "no effect"]),
+    "searched arm's own decoding": (arms("{type: searched, decoding: constrained, search: {trials: 2}}"), None,
+                                    ["arms.0.decoding", "the search chooses it (search.decodings)", "no effect"]),
     "search setting with no effect": (searched("ks: [0], example_sets: 5"), None,
                                       ["arms.0.search.example_sets", "no trial draws random examples", "no effect"]),
     "search proposer_calls without a proposer": (searched("proposer_calls: 9"), None,
                                                  ["arms.0.search.proposer_calls", "there is no proposer"]),
-    "search calibrate without scored labels": (searched("decodings: [generate], calibrate: true"), None,
+    "search calibrate without scored labels": (searched("decodings: [generate], calibrate: false"), None,
                                                ["arms.0.search.calibrate", "no trial scores labels"]),
     "search dev_items beyond the dev split": (searched("dev_items: 100"), None,
                                               ["arms.0.search.dev_items", "the dev split has 4 items"]),
@@ -197,7 +209,7 @@ SWEEP_WARNINGS = {
                                                   sub("splits: {train: 0.5, dev: 0.2, test: 0.3, seed: 1}",
                                                       "splits: {seeds: [1, 2]}")), SPLIT_COLUMN,
                                              ["splits.seeds", "each seed runs on the same ones"]),
-    "stratify beside group_by": (then(sub("seed: 1}", "seed: 1, stratify: true, group_by: word}"),
+    "stratify beside group_by": (then(sub("seed: 1}", "seed: 1, stratify: false, group_by: word}"),
                                       arms("{type: zero_shot}")), None,
                                  ["splits.stratify", "groups go whole", "no effect"]),
 }
@@ -270,3 +282,34 @@ def test_compare_says_when_runs_are_not_comparable(kind, tmp_path, home):
     else:
         assert len(warnings) == 1, result.output
         _in_order(warnings[0], [f"runs {first} and ", "are not comparable", words, "not the arms' alone"])
+
+
+def test_ray_units_asking_for_a_gpu_the_machine_lacks_are_refused(tmp_path, home):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    (tmp_path / "words.csv").write_text(CSV)
+    (tmp_path / "task.yaml").write_text(TASK_YAML + "executor: {type: ray, gpus: 1}\n")
+    before = snapshot(home)
+    result = invoke("run", tmp_path / "task.yaml", "--no-progress", "--home", home)
+    assert result.code == 2
+    _in_order(result.error_line(), ["task.yaml:16:", "executor.gpus", "1 GPUs", "machine's 0", "no unit would ever start"])
+    assert snapshot(home) == before
+
+
+def test_a_copy_of_a_task_warns_of_nothing_more(tmp_path):
+    """A task rebuilt from its dump (every setting then given) is the same task: no setting newly unused."""
+    import tunewise
+    from tunewise.run.checks import check_before_running
+    from tunewise.task.data import load_examples, make_splits
+    (tmp_path / "words.csv").write_text(CSV)
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "a.txt").write_text("Happy.\n\nSad.")
+    (tmp_path / "task.yaml").write_text(then(arms("{type: searched, search: {ks: [0]}}", "{type: retrieval}"),
+                                             add("knowledge: {path: kb}\nexecutor: local\n" + JUDGE + "pairs: "
+                                                 "[[searched, retrieval]]}\n"))(TASK_YAML))
+    task = tunewise.load_task(tmp_path / "task.yaml")
+    copy = tunewise.validate_task(task.model_dump())
+    notes = [check_before_running(t, make_splits(t, load_examples(t)), "task.yaml", ["negative", "positive"])
+             for t in (task, copy)]
+    assert notes[0] == notes[1] == []

@@ -26,7 +26,7 @@ from ..measure.consistency import GENERIC_PARAPHRASES
 from ..registry import register_arm as register
 from ..task import ArmSettings, FieldError, Levers, Strict, Task
 from ..task.data import Example, Splits, _take
-from ..task.schema import MAX_SEED
+from ..task.schema import MAX_SEED, filled_name
 from ..traits import Traits
 from .base import Arm, ArmContext
 from .prompt import FewShotConfig, PromptArm, StructuredConfig
@@ -54,6 +54,8 @@ class SearchSettings(Strict):
     proposer: str | None = Field(None, description="a model or endpoint that rewrites the instruction (GEPA)")
     proposer_calls: int = Field(60, gt=0, description="dev evaluations GEPA may spend")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="defaults to the split seed")
+
+    _proposer = field_validator("proposer")(filled_name)
 
     @field_validator("ks", "selections", "layouts", "decodings", mode="before")
     @classmethod
@@ -100,20 +102,30 @@ class SearchedConfig(ArmSettings):
         return _label_words_problem(s.label_words, labels)
 
     def unused(self, task: Task, sizes: dict[str, int]) -> list[tuple[str, str]]:
-        s, given = self.search, self.search.model_fields_set
-        shows = any(s.ks)
-        decodings = s.decodings or (["constrained", "generate"] if task.type == "classification" else ["generate"])
-        none = "so this setting has no effect"
-        found = [
-            ("selections", not shows, f"no trial shows examples (ks has only 0), {none}"),
-            ("layouts", not shows, f"no trial shows examples (ks has only 0), {none}"),
-            ("example_sets", not shows or "random" not in s.selections, f"no trial draws random examples, {none}"),
-            ("calibrate", "constrained" not in decodings, f"no trial scores labels (decoding: constrained), {none}"),
-            ("proposer_calls", not s.proposer, f"there is no proposer, {none}"),
-            ("dev_items", s.dev_items > sizes["dev"], f"the dev split has {sizes['dev']} items: trials are scored "
-                                                      f"on those {sizes['dev']}"),
-        ]
-        return [(f"search.{name}", why) for name, no_effect, why in found if name in given and no_effect]
+        searched = {"decoding": "search.decodings", "calibrate": "search.calibrate"}
+        chosen = [(name, f"the search chooses it ({searched[name]}), {NO_EFFECT}")
+                  for name in self.changed(*searched)]
+        return chosen + _unused_search(self.search, task, sizes)
+
+
+NO_EFFECT = "so this setting has no effect"
+
+
+def _unused_search(s: SearchSettings, task: Task, sizes: dict[str, int]) -> list[tuple[str, str]]:
+    """The search settings given that no trial will read."""
+    shows = any(s.ks)
+    decodings = s.decodings or (["constrained", "generate"] if task.type == "classification" else ["generate"])
+    found = [
+        ("selections", not shows, f"no trial shows examples (ks has only 0), {NO_EFFECT}"),
+        ("layouts", not shows, f"no trial shows examples (ks has only 0), {NO_EFFECT}"),
+        ("example_sets", not shows or "random" not in s.selections, f"no trial draws random examples, {NO_EFFECT}"),
+        ("calibrate", "constrained" not in decodings, f"no trial scores labels (decoding: constrained), {NO_EFFECT}"),
+        ("proposer_calls", not s.proposer, f"there is no proposer, {NO_EFFECT}"),
+        ("dev_items", s.dev_items > sizes["dev"], f"the dev split has {sizes['dev']} items: trials are scored on "
+                                                  f"those {sizes['dev']}"),
+    ]
+    changed = s.changed(*(name for name, _, _ in found))
+    return [(f"search.{name}", why) for name, no_effect, why in found if name in changed and no_effect]
 
 
 def _label_words_problem(words: dict[str, list[str]], labels: list[str]) -> tuple[str, str] | None:

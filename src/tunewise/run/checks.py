@@ -29,7 +29,7 @@ def check_before_running(task: Task, splits: Splits, task_file: str, labels: lis
 
 def _unused_judge_settings(task: Task) -> list[str]:
     judge = task.judge
-    if judge is None or judge.human_score or "min_agreement" not in judge.model_fields_set:
+    if judge is None or judge.human_score or not judge.changed("min_agreement"):
         return []
     return ["judge.min_agreement: there are no human scores to agree with (judge.human_score), so this setting has "
             "no effect"]
@@ -37,14 +37,14 @@ def _unused_judge_settings(task: Task) -> list[str]:
 
 def _unused_split_settings(task: Task, splits: Splits) -> list[str]:
     """Split settings that a split column, groups or the task type leave without effect."""
-    cfg, given = task.splits, task.splits.model_fields_set
+    cfg = task.splits
     column = any(e.split for e in splits.train + splits.dev + splits.test)
     found = [(name, "the data's split column fixes the splits, so this fraction has no effect")
-             for name in ("train", "dev", "test") if column and name in given]
+             for name in cfg.changed("train", "dev", "test") if column]
     if column and len(cfg.all_seeds()) > 1:
         found.append(("seeds", "the data's split column fixes the splits: each seed runs on the same ones (only "
                                "the examples shown and the training seed change), so their agreement says little"))
-    if "stratify" in given and (cfg.group_by or task.type != "classification"):
+    if cfg.changed("stratify") and (cfg.group_by or task.type != "classification"):
         why = "groups go whole into a split" if cfg.group_by else f"only classification is stratified, not {task.type}"
         found.append(("stratify", f"{why}, so this setting has no effect"))
     return [f"splits.{name}: {why}" for name, why in found]
@@ -137,8 +137,8 @@ def _check_knowledge(task: Task, task_file: str) -> list[str]:
     passages = read_passages(task)  # an empty or malformed source fails now, not after the other arms ran
     _check_passage_lengths(task, {a.model or task.model for a in retrieving.values()}, passages)
     notes = [f"arms.{i}.passages: the knowledge source holds {len(passages)}, so each prompt gets those"
-             for i, arm in retrieving.items() if "passages" in arm.model_fields_set and arm.passages > len(passages)]
-    if path.is_dir() and "field" in task.knowledge.model_fields_set:
+             for i, arm in retrieving.items() if arm.changed("passages") and arm.passages > len(passages)]
+    if path.is_dir() and task.knowledge.changed("field"):
         notes.append("knowledge.field: a folder's passages are its files' paragraphs, so this setting has no effect")
     return notes
 

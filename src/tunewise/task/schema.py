@@ -35,6 +35,11 @@ class Strict(BaseModel):
                 raise FieldError("expected a number, got a boolean (true/false/yes/no)", name)
         return data
 
+    def changed(self, *names: str) -> list[str]:
+        """The named settings whose values differ from their defaults (set as a copy of a task sets them all)."""
+        fields = type(self).model_fields
+        return [n for n in names if getattr(self, n) != fields[n].get_default(call_default_factory=True)]
+
 
 def not_finite(value: Any) -> str:
     """What pydantic's "should be a finite number" means for NaN or an infinity."""
@@ -51,6 +56,13 @@ def _numeric(annotation: Any) -> bool:
         return True
     args = get_args(annotation)
     return bool(args) and bool not in args and any(_numeric(a) for a in args)
+
+
+def filled_name(value: str | None) -> str | None:
+    """A name given empty would read as no name at all (`group_by: ''` groups nothing) or as the current folder."""
+    if value is not None and not value.strip():
+        raise ValueError("is empty; write the name out")
+    return value
 
 
 class DataConfig(Strict):
@@ -123,6 +135,8 @@ class SplitConfig(Strict):
             raise ValueError(f"train + dev + test fractions add up to {total:g}, more than 1")
         return self
 
+    _group = field_validator("group_by")(filled_name)
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int] | None) -> list[int] | None:
@@ -167,7 +181,7 @@ class ExecutorConfig(Strict):
 
     @model_validator(mode="after")
     def _only_for_ray(self) -> "ExecutorConfig":
-        given = [name for name in ("address", "cpus", "gpus", "memory_gb") if name in self.model_fields_set]
+        given = self.changed("address", "cpus", "gpus", "memory_gb")
         if self.type == "local" and given:
             raise FieldError("is for executor type ray; the local executor runs the units one after another in "
                              "this process, and would ignore it", given[0])
@@ -271,6 +285,8 @@ class KnowledgeConfig(Strict):
     """Passages a retrieval arm can put in the prompt: JSONL or CSV rows, or a folder of text files."""
     path: str = Field(description="a .jsonl or .csv file, or a folder of .txt/.md files (one passage per paragraph)")
     field: str = Field("text", description="the field holding a passage's text (JSONL/CSV)")
+
+    _names = field_validator("path", "field")(filled_name)
 
 
 class Target(Strict):
@@ -390,6 +406,8 @@ class JudgeConfig(Strict):
     max_tokens: int = Field(256, gt=0, le=32768, description="room for the judge's rationale and scores")
     min_agreement: float = Field(0.5, ge=-1, le=1, description="below this rank correlation with the human "
                                  "scores, the report warns that the judge's scores are not to be trusted")
+
+    _names = field_validator("model", "human_score", "human_answer")(filled_name)
 
     @model_validator(mode="after")
     def _judge(self):
