@@ -202,7 +202,7 @@ SWEEP_WARNINGS = {
     "more passages asked than the source holds": (then(arms("{type: retrieval, passages: 5}"),
                                                        add("knowledge: {path: kb}\n")),
                                                   write_knowledge({"kb/a.txt": "Happy.\n\nSad."}),
-                                                  ["arms.0.passages", "holds 2, so each prompt gets those"]),
+                                                  ["arms.0.passages", "holds 2 passages, so each prompt gets those"]),
     "fractions beside a split column": (sub("target: label\n", "target: label\n  split_column: s\n"), SPLIT_COLUMN,
                                         ["splits.train", "split column fixes the splits", "no effect"]),
     "re-split seeds beside a split column": (then(sub("target: label\n", "target: label\n  split_column: s\n"),

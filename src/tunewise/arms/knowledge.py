@@ -19,6 +19,7 @@ class Passage:
     text: str
     file: str
     line: int | None  # where it starts: a row's line, a paragraph's first line
+    field: str | None = None  # the row's field holding it
 
 
 def load_passages(task: Task) -> list[str]:
@@ -59,7 +60,7 @@ def _row_passages(path: Path, field: str) -> list[Passage]:
         text = row.get(field)
         if not isinstance(text, str) or not text.strip():
             raise DataError("missing or empty passage", file=str(path), line=line, field=field)
-        passages.append(Passage(text.strip(), str(path), line))
+        passages.append(Passage(text.strip(), str(path), line, field))
     return passages
 
 

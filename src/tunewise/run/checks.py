@@ -4,7 +4,7 @@ after an hour of training loses the hour."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import sys
 
 from ..backends import is_remote
 from ..errors import DataError, TaskFileError
@@ -136,7 +136,7 @@ def _check_knowledge(task: Task, task_file: str) -> list[str]:
     from ..arms.knowledge import read_passages
     passages = read_passages(task)  # an empty or malformed source fails now, not after the other arms ran
     _check_passage_lengths(task, {a.model or task.model for a in retrieving.values()}, passages)
-    notes = [f"arms.{i}.passages: the knowledge source holds {len(passages)}, so each prompt gets those"
+    notes = [f"arms.{i}.passages: the knowledge source holds {len(passages)} passages, so each prompt gets those"
              for i, arm in retrieving.items() if arm.changed("passages") and arm.passages > len(passages)]
     if path.is_dir() and task.knowledge.changed("field"):
         notes.append("knowledge.field: a folder's passages are its files' paragraphs, so this setting has no effect")
@@ -162,8 +162,7 @@ def _check_passage_lengths(task: Task, models: set[str], passages) -> None:
             if count(p.text[: CHARS_PER_TOKEN * (room + 1)]) > room:
                 raise DataError(f"a passage of {len(p.text):,} characters is longer than {model}'s context can "
                                 f"hold ({limit} tokens, {task.generation.max_tokens} of them for the answer); split "
-                                f"it into shorter passages", file=p.file, line=p.line,
-                                field=None if Path(p.file).suffix in (".txt", ".md") else task.knowledge.field)
+                                f"it into shorter passages", file=p.file, line=p.line, field=p.field)
 
 
 def _check_models(task: Task, task_file: str) -> bool:
@@ -233,8 +232,9 @@ def _check_judge_model(task: Task, task_file: str) -> bool:
 def _check_executor(task: Task, task_file: str) -> None:
     """A local Ray instance has this machine's resources: a unit asking for more would wait forever."""
     settings = task.executor
-    if settings.type != "ray" or settings.address not in (None, "local"):
-        return  # a cluster's resources are its own
+    ray = sys.modules.get("ray")
+    if settings.type != "ray" or settings.address not in (None, "local") or (ray and ray.is_initialized()):
+        return  # a cluster's resources are its own (a Ray started before the run may be one)
     have = {"cpus": os.cpu_count() or 1, "memory_gb": _memory_gb()}
     if settings.gpus:
         import torch

@@ -220,7 +220,8 @@ class ArmSettings(Strict):
         return None
 
     def unused(self, task: Any, sizes: dict[str, int]) -> list[tuple[str, str]]:
-        """Settings given that this arm will not read, as (field under the arm, why): each is a warning."""
+        """Settings set away from their defaults that this arm will not read, as (field under the arm, why):
+        each is a warning."""
         return []
 
 
