@@ -47,6 +47,7 @@ def build_report(store: Store, run_id: str) -> RunReport:
     stored = store.arms(run["id"])
     report = RunReport(run_id=run["id"], task=run["task_name"], status=run["status"],
                        created_at=run["created_at"], info=run["info"], config=run["config"],
+                       data_fingerprint=run.get("data_fingerprint"),
                        metrics=run["config"]["metrics"], arms=[_arm_result(a, run["config"]) for a in stored])
     _hybrid_data(report)
     rows = {a.name: store.predictions(report.run_id, a.name) for a in report.main_arms()}

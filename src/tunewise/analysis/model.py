@@ -304,6 +304,7 @@ class RunReport(_Model):
     created_at: float
     info: dict[str, Any]
     config: dict[str, Any]   # the resolved task configuration the run used
+    data_fingerprint: str | None = None  # a hash of the rows the run read
     metrics: list[str]
     arms: list[ArmResult]
     data_needs: DataNeeds | None = None

@@ -14,17 +14,19 @@ import hashlib
 import json
 import random
 import time
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..backends.base import Backend, GenParams, GenRequest
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, RunError
 from ..measure import get_metric
 from ..measure.consistency import GENERIC_PARAPHRASES
 from ..registry import register_arm as register
-from ..task import ArmSettings, Levers, Strict, Task
+from ..task import ArmSettings, FieldError, Levers, Strict, Task
 from ..task.data import Example, Splits, _take
+from ..task.schema import MAX_SEED, filled_name
 from ..traits import Traits
 from .base import Arm, ArmContext
 from .prompt import FewShotConfig, PromptArm, StructuredConfig
@@ -51,12 +53,96 @@ class SearchSettings(Strict):
     calibrate: bool = Field(True, description="try contextual calibration with scored labels")
     proposer: str | None = Field(None, description="a model or endpoint that rewrites the instruction (GEPA)")
     proposer_calls: int = Field(60, gt=0, description="dev evaluations GEPA may spend")
-    seed: int | None = Field(None, ge=0, description="defaults to the split seed")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="defaults to the split seed")
+
+    _proposer = field_validator("proposer")(filled_name)
+
+    @field_validator("ks", "selections", "layouts", "decodings", mode="before")
+    @classmethod
+    def _some_choices(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:  # an empty choice would fail the first trial that makes it
+            raise ValueError("is empty: the search needs at least one choice here; leave it out for the default")
+        return value
+
+    @field_validator("instructions")
+    @classmethod
+    def _no_blank_instruction(cls, value: list[str]) -> list[str]:
+        if any(not i.strip() for i in value):
+            raise ValueError("an instruction is empty; remove it or write it out")
+        return value
+
+    @field_validator("label_words")
+    @classmethod
+    def _words(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for label, words in value.items():
+            if not words:
+                raise FieldError(f"lists no word for {label!r}; give one or more, or leave the label out", label)
+            if any(not w.strip() for w in words):
+                raise FieldError(f"a word for {label!r} is empty", label)
+        return value
 
 
 class SearchedConfig(ArmSettings):
     type: Literal["searched"]
     search: SearchSettings = Field(default_factory=SearchSettings)
+
+    def check_data(self, task: Task, labels: list[str], sizes: dict[str, int]) -> tuple[str, str] | None:
+        s = self.search
+        if task.type != "classification":
+            if s.label_words:
+                return f"label_words are for classification tasks, not {task.type}", "search.label_words"
+            if "constrained" in (s.decodings or []):
+                return "constrained decoding scores labels: it needs a classification task", "search.decodings"
+        big = [k for k in s.ks if k > sizes["train"]]
+        if big:
+            return (f"ks {', '.join(map(str, big))} asks for more worked examples than the {sizes['train']} of the "
+                    f"train split; use ks up to {sizes['train']}", "search.ks")
+        if s.proposer and not sizes["train"]:
+            return "the proposer reflects on train examples, and the train split is empty", "search.proposer"
+        return _label_words_problem(s.label_words, labels)
+
+    def unused(self, task: Task, sizes: dict[str, int]) -> list[tuple[str, str]]:
+        searched = {"decoding": "search.decodings", "calibrate": "search.calibrate"}
+        chosen = [(name, f"the search chooses it ({searched[name]}), {NO_EFFECT}")
+                  for name in self.changed(*searched)]
+        return chosen + _unused_search(self.search, task, sizes)
+
+
+NO_EFFECT = "so this setting has no effect"
+
+
+def _unused_search(s: SearchSettings, task: Task, sizes: dict[str, int]) -> list[tuple[str, str]]:
+    """The search settings given that no trial will read."""
+    shows = any(s.ks)
+    decodings = s.decodings or (["constrained", "generate"] if task.type == "classification" else ["generate"])
+    found = [
+        ("selections", not shows, f"no trial shows examples (ks has only 0), {NO_EFFECT}"),
+        ("layouts", not shows, f"no trial shows examples (ks has only 0), {NO_EFFECT}"),
+        ("example_sets", not shows or "random" not in s.selections, f"no trial draws random examples, {NO_EFFECT}"),
+        ("calibrate", "constrained" not in decodings, f"no trial scores labels (decoding: constrained), {NO_EFFECT}"),
+        ("proposer_calls", not s.proposer, f"there is no proposer, {NO_EFFECT}"),
+        ("dev_items", s.dev_items > sizes["dev"], f"the dev split has {sizes['dev']} items: trials are scored on "
+                                                  f"those {sizes['dev']}"),
+    ]
+    changed = s.changed(*(name for name, _, _ in found))
+    return [(f"search.{name}", why) for name, no_effect, why in found if name in changed and no_effect]
+
+
+def _label_words_problem(words: dict[str, list[str]], labels: list[str]) -> tuple[str, str] | None:
+    """A label_words key that is no label (a typo would be dropped), or a word standing for two labels."""
+    for label in words:
+        if label not in labels:
+            return f"{label!r} is not a label of the task ({', '.join(labels)}); check the spelling", \
+                f"search.label_words.{label}"
+    for i in range(max((len(w) for w in words.values()), default=0)):
+        said: dict[str, str] = {}
+        for label in labels:
+            word = (words.get(label) or [])[i] if i < len(words.get(label) or []) else label
+            other = said.setdefault(" ".join(word.casefold().split()), label)
+            if other != label:
+                return f"{word!r} would stand for both {other!r} and {label!r}: an answer could not tell them " \
+                       f"apart", f"search.label_words.{label}"
+    return None
 
 
 @register
@@ -346,26 +432,42 @@ def propose_instructions(arm: Searched, splits: Splits, dev: list[Example], ctx:
         raise MissingDependencyError("instruction proposals need gepa: pip install 'tunewise[search]'") from None
     task_backend = ctx.backend(arm.model)
     proposer = ctx.backend(arm.settings.proposer)
-    adapter = _GepaAdapter(arm, task_backend)
+    failures: list[Exception] = []
+    adapter = _GepaAdapter(arm, task_backend, failures)
     train = splits.train[: max(8, min(len(splits.train), 32))]
 
     def reflect(prompt: str) -> str:
         request = GenRequest([{"role": "user", "content": prompt}], GenParams(512, 0.0, (), arm.seed))
-        return proposer.generate([request])[0].text
+        with _kept(failures):
+            return proposer.generate([request])[0].text
 
     result = gepa.optimize(seed_candidate={"instruction": arm.task.instruction}, trainset=train, valset=dev,
                            adapter=adapter, reflection_lm=reflect, max_metric_calls=arm.settings.proposer_calls,
                            seed=arm.seed, logger=_Quiet(), display_progress_bar=False, raise_on_exception=False)
+    if failures:
+        err = failures[0]
+        raise RunError(f"arm {arm.name!r}: instruction proposals with {arm.settings.proposer!r} failed: "
+                       f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
     found = [c["instruction"].strip() for c in result.candidates if c.get("instruction", "").strip()]
     ctx.log(f"search {arm.name!r}: GEPA proposed {len(found) - 1} instruction(s) with {arm.settings.proposer}")
     return found
 
 
+@contextmanager
+def _kept(failures: list[Exception]):
+    """Note an error before GEPA catches it: GEPA logs a failed call and goes on, proposing nothing."""
+    try:
+        yield
+    except Exception as err:
+        failures.append(err)
+        raise
+
+
 class _GepaAdapter:
     """Scores an instruction on a batch (the arm's baseline prompt otherwise) and explains its misses."""
 
-    def __init__(self, arm: Searched, backend: Backend):
-        self.arm, self.backend = arm, backend
+    def __init__(self, arm: Searched, backend: Backend, failures: list[Exception]):
+        self.arm, self.backend, self.failures = arm, backend, failures
         self.metric = get_metric(arm.task.decision_metric()[0], arm.task)
         self.propose_new_texts = None
 
@@ -373,7 +475,8 @@ class _GepaAdapter:
         from gepa.core.adapter import EvaluationBatch
         task = self.arm.task.model_copy(update={"instruction": candidate["instruction"]})
         config = StructuredConfig(type="structured", name=self.arm.name, decoding="generate")
-        preds = PromptArm(config, task, self.arm.labels).predict(list(batch), self.backend)
+        with _kept(self.failures):
+            preds = PromptArm(config, task, self.arm.labels).predict(list(batch), self.backend)
         scores = [float(self.metric.item(p.parsed, e.target)) for p, e in zip(preds, batch)]
         traces = [{"input": e.input, "output": p.raw, "expected": e.target_text} for p, e in zip(preds, batch)]
         return EvaluationBatch(outputs=[p.raw for p in preds], scores=scores,

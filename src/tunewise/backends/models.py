@@ -108,6 +108,14 @@ def context_length(model: str) -> int | None:
     return None
 
 
+def token_counter(model: str):
+    """A function counting the tokens of a text with a local model's tokenizer (no weights loaded)."""
+    from transformers import AutoTokenizer
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model))
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def model_key(model: str) -> str:
     """Identifies the weights in cache keys."""
     if model == EMBEDDED:

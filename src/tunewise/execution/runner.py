@@ -15,12 +15,13 @@ from ..analysis.build import build_report
 from ..arms import traits
 from ..backends import Backend, is_remote, make_backend
 from ..backends.models import progress_bars
-from ..errors import RunError
+from ..errors import RunError, TunewiseError
 from ..reports import RunReport, write_reports
 from ..store.cache import CachedBackend
 from ..store.sqlite import Store
 from ..task import Task, arm_name
 from ..task.data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
+from ..task.loading import line_of
 from .checks import check_before_running
 
 DEFAULT_HOME = Path(".tunewise")
@@ -121,11 +122,20 @@ def run(task: Task, *, home: str | Path = DEFAULT_HOME, strict: bool = False, pr
 def _prepare(task: Task, strict: bool, task_file: str):
     """Load, check and split the data, and check the task against it and this machine: bad input fails
     here, before the store is touched or a model loaded."""
+    try:
+        return _checked(task, strict, task_file)
+    except TunewiseError as err:  # a check against the data names a field: find its line
+        if err.file == task_file and err.line is None and err.field:
+            err.line = line_of(task_file, err.field)
+        raise
+
+
+def _checked(task: Task, strict: bool, task_file: str):
     examples = load_examples(task)
     labels = label_set(task, examples) if task.type == "classification" else []
     splits = make_splits(task, examples, task_file=task_file)
     leak = check_leakage(splits, strict=strict, file=task_file)
-    splits.notes += check_before_running(task, splits, task_file)
+    splits.notes += check_before_running(task, splits, task_file, labels)
     return examples, labels, splits, leak
 
 

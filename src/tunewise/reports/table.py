@@ -60,6 +60,30 @@ def compare_rows(a: RunReport, b: RunReport) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+def not_comparable(a: RunReport, b: RunReport) -> str | None:
+    """Why two runs' differences are not the arms' alone (another task, other data or test items, other
+    models), as one warning line; None when they ran the same task on the same items with the same models."""
+    why = []
+    if _task_key(a) != _task_key(b):
+        why.append(f"different tasks ({a.task!r} on {a.metric}, {b.task!r} on {b.metric})")
+    if a.data_fingerprint != b.data_fingerprint:
+        why.append("different data")
+    elif a.config.get("splits") != b.config.get("splits"):
+        why.append("different splits, so different test items")
+    models = {side: sorted({arm.model for arm in r.arms if arm.main}) for side, r in (("a", a), ("b", b))}
+    if models["a"] != models["b"]:
+        why.append(f"different models ({', '.join(models['a'])} against {', '.join(models['b'])})")
+    if not why:
+        return None
+    return (f"warning: runs {a.run_id} and {b.run_id} are not comparable: {'; '.join(why)}; their differences are "
+            f"not the arms' alone")
+
+
+def _task_key(report: RunReport) -> tuple:
+    config, data = report.config, report.config.get("data") or {}
+    return report.task, config.get("type"), data.get("input"), data.get("target"), config.get("labels"), report.metric
+
+
 def _eval_cell(arm) -> str:
     """The arm's evaluation wall time, with the consistency pass's share of it."""
     share = arm.summary.consistency_share

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..analysis.model import RunReport
 from .format import num
-from .table import compare_rows, declared_lines, seed_verdicts, stability_rows, table_rows
+from .table import compare_rows, declared_lines, not_comparable, seed_verdicts, stability_rows, table_rows
 
 
 def escape(text: str) -> str:
@@ -96,6 +96,9 @@ def headline(report: RunReport) -> str:
 def print_comparison(a: RunReport, b: RunReport, out=None) -> None:
     header, rows = compare_rows(a, b)
     out = out or console()
+    warning = not_comparable(a, b)
+    if warning:
+        out.print(warning, markup=False, highlight=False, soft_wrap=True)
     out.print(_rich_table(f"{a.task} vs {b.task}", header, rows, left=1, width=out.width))
 
 

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..backends.openai import BackendError
 from ..errors import Interrupted, MissingDependencyError, TunewiseError
 from ..task import Strict
+from ..task.schema import not_finite
 from .bundle import Bundle
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class ContextTooLong(ApiError):
 
 # -- request bodies (unknown fields are refused, as OpenAI's API does) -------------------------------
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON parsing lets NaN through
 
 
 class TextPart(_Body):
@@ -455,7 +456,8 @@ def parse(model: type[BaseModel], data: dict) -> Any:
     except ValidationError as err:
         first = err.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
-        message = "unrecognized request argument" if first["type"] == "extra_forbidden" else first["msg"]
+        message = {"extra_forbidden": "unrecognized request argument",
+                   "finite_number": not_finite(first["input"])}.get(first["type"], first["msg"])
         raise ApiError(400, f"{param}: {message}" if param else message, param=param) from None
     _supported(body)
     return body

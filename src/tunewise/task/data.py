@@ -212,13 +212,18 @@ def _read_hf(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def load_examples(task: Task) -> list[Example]:
     """Read and check every row; nothing is dropped silently."""
     path = task.data_path()
-    examples, kinds = [], {}
+    examples, kinds, scored = [], {}, False
+    score_field = task.judge.human_score if task.judge else None
     for line, row in read_rows(path, task.data.format):
         examples.append(_example(task, path, line, row))
+        scored = scored or score_field in row
         if task.type == "classification":
             _same_label_kind(kinds, row.get(task.data.target), task.data.target, {"file": str(path), "line": line})
     if not examples:
         raise DataError("the dataset has no rows; add rows (a header alone is not data)", file=str(path))
+    if score_field and not scored:
+        raise DataError(f"no row has the field that judge.human_score names; fields: {', '.join(map(str, row))}",
+                        file=str(path), field=score_field)
     return examples
 
 
@@ -259,13 +264,14 @@ def _human(task: Task, row: dict[str, Any], where: dict) -> tuple[str, float] | 
     value = row.get(judge.human_score)
     if value is None or (isinstance(value, str) and not value.strip()) or value != value:
         return None
-    low, high = judge.rubric[0].scale if len(judge.rubric) == 1 else (None, None)
+    low, high = min(c.scale[0] for c in judge.rubric), max(c.scale[1] for c in judge.rubric)
     try:
         score = float(value)
     except (TypeError, ValueError):
         raise DataError(f"human score {value!r} is not a number", field=judge.human_score, **where) from None
-    if isinstance(value, bool) or score != score or (low is not None and not low <= score <= high):
-        raise DataError(f"human score {value!r} is outside the rubric's scale [{low}, {high}]",
+    if isinstance(value, bool) or score != score or not low <= score <= high:
+        scales = "scale" if len({c.scale for c in judge.rubric}) == 1 else "scales"
+        raise DataError(f"human score {value!r} is outside the rubric's {scales} [{low}, {high}]",
                         field=judge.human_score, **where)
     return _text_field(row, judge.human_answer, where), score
 
@@ -349,7 +355,7 @@ def make_splits(task: Task, examples: list[Example], *, task_file: str = "<task>
     else:
         parts = _split_by_fraction(task, examples, rng)
     key = _stratum if task.type == "classification" and cfg.stratify and not cfg.group_by else None
-    notes = []
+    notes = _group_shares(task, examples, parts) if cfg.group_by and not any(e.split for e in examples) else []
     placed = sum(len(p) for p in parts.values())
     if placed < len(examples):
         notes.append(f"{len(examples) - placed} of {len(examples)} rows are in no split: the fractions add up to "
@@ -437,6 +443,25 @@ def _split_by_group(task: Task, examples: list[Example], rng: random.Random) -> 
     for part in parts.values():
         rng.shuffle(part)
     return parts
+
+
+FAR = 0.1  # a split's share of the rows this far from its fraction is reported
+
+
+def _group_shares(task: Task, examples: list[Example], parts: dict[str, list[Example]]) -> list[str]:
+    """Groups go whole into a split, so a few large ones can leave the shares far from the fractions: say so."""
+    cfg, total = task.splits, len(examples)
+    asked = {"train": cfg.train, "dev": cfg.dev, "test": cfg.test}
+    if cfg.train + cfg.dev + cfg.test > 1 - 1e-9:  # train takes what the groups leave
+        asked["train"] = 1 - cfg.dev - cfg.test
+    got = {name: len(part) / total for name, part in parts.items()}
+    if all(abs(got[name] - asked[name]) <= FAR for name in asked):
+        return []
+    groups = len({e.group for e in examples})
+    shares = "/".join(f"{got[n]:.0%}" for n in asked)
+    return [f"splits.group_by {cfg.group_by!r}: its {groups} groups split the rows {shares} (train/dev/test), far "
+            f"from the fractions {'/'.join(f'{asked[n]:.0%}' for n in asked)}; each group stays whole, so more or "
+            f"smaller groups split closer"]
 
 
 def _take(items: list[Example], n: int, key, rng: random.Random) -> list[Example]:

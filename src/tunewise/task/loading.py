@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from .. import registry
 from ..errors import TaskFileError
 from .model import Task
-from .schema import FieldError
+from .schema import FieldError, not_finite
 
 
 def load_task(path: str | Path) -> Task:
@@ -75,6 +75,8 @@ def validate_task(data: dict[str, Any], *, file: str = "<task>", root: yaml.Node
         message = str(cause) if isinstance(cause, ValueError) else first["msg"]
         if first["type"] == "extra_forbidden":
             message = "unknown key"
+        elif first["type"] == "finite_number":
+            message = not_finite(first["input"])
         elif first["type"] == "missing":
             message = "required, but missing"
         elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
@@ -84,6 +86,27 @@ def validate_task(data: dict[str, Any], *, file: str = "<task>", root: yaml.Node
             message = (f"unknown {what} type {kind!r}" if kind is not None else f"an {what} needs a type") + \
                 f"; {what} types: {', '.join(types)}"
         raise TaskFileError(message, file=file, line=line, field=field) from None
+
+
+def line_of(file: str, field: str) -> int | None:
+    """The task file's line of a field named as errors name it (arms.0.search.ks), or of the deepest part of
+    it the file writes; None when the file cannot be read or writes none of it."""
+    try:
+        node = yaml.compose(Path(file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+    line = None
+    for part in field.split("."):
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+        else:
+            node = None
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
 
 
 def _file_loc(loc: tuple) -> list:

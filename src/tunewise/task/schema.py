@@ -35,6 +35,18 @@ class Strict(BaseModel):
                 raise FieldError("expected a number, got a boolean (true/false/yes/no)", name)
         return data
 
+    def changed(self, *names: str) -> list[str]:
+        """The named settings whose values differ from their defaults (set as a copy of a task sets them all)."""
+        fields = type(self).model_fields
+        return [n for n in names if getattr(self, n) != fields[n].get_default(call_default_factory=True)]
+
+
+def not_finite(value: Any) -> str:
+    """What pydantic's "should be a finite number" means for NaN or an infinity."""
+    if isinstance(value, float) and value != value:
+        return "NaN is not a number; give a number"
+    return f"{value} is not a finite number; give a number"
+
 
 def _numeric(annotation: Any) -> bool:
     """Whether a field (or its list's items) takes numbers and not booleans."""
@@ -44,6 +56,13 @@ def _numeric(annotation: Any) -> bool:
         return True
     args = get_args(annotation)
     return bool(args) and bool not in args and any(_numeric(a) for a in args)
+
+
+def filled_name(value: str | None) -> str | None:
+    """A name given empty would read as no name at all (`group_by: ''` groups nothing) or as the current folder."""
+    if value is not None and not value.strip():
+        raise ValueError("is empty; write the name out")
+    return value
 
 
 class DataConfig(Strict):
@@ -87,13 +106,19 @@ def input_fields(template: str) -> list[str]:
     return names or [template]
 
 
+# seeds reach numpy's and optuna's generators, which take at most 2**32 - 1: a larger one would fail only
+# once training or a search starts, after the other arms ran
+MAX_SEED = 2**32 - 1
+
+
 class SplitConfig(Strict):
     train: float = Field(0.6, ge=0, le=1)
     dev: float = Field(0.2, ge=0, le=1)
     test: float = Field(0.2, gt=0, le=1)
-    seed: int = Field(0, ge=0)
-    seeds: list[int] | None = Field(None, description="repeat the comparison on these re-splits (the first is "
-                                                      "the report's main split); the verdict states its stability")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] | None = Field(
+        None, description="repeat the comparison on these re-splits (the first is the report's main split); the "
+                          "verdict states its stability")
     stratify: bool = True  # only for classification
     group_by: str | None = Field(None, description="a data field: rows sharing its value stay in one split "
                                                     "(no test group is seen in training)")
@@ -110,6 +135,8 @@ class SplitConfig(Strict):
             raise ValueError(f"train + dev + test fractions add up to {total:g}, more than 1")
         return self
 
+    _group = field_validator("group_by")(filled_name)
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int] | None) -> list[int] | None:
@@ -117,8 +144,6 @@ class SplitConfig(Strict):
             return value
         if not value:
             raise ValueError("is empty; list the split seeds to repeat the comparison on, e.g. [0, 1, 2]")
-        if any(s < 0 for s in value):
-            raise ValueError("seeds must be 0 or more")
         _distinct([str(s) for s in value], "seed")
         return value
 
@@ -147,13 +172,28 @@ class ExecutorConfig(Strict):
     gpus: float = Field(0, ge=0, description="GPUs each unit asks for (0 on CPU-only clusters)")
     memory_gb: float | None = Field(None, gt=0, description="memory each unit asks for; default: no reservation")
 
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"auto|local|(ray://)?[\w.\-]+:\d+", value):
+            raise ValueError(f"{value!r} is not a Ray address: auto, local, ray://HOST:PORT (Ray Client) or HOST:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _only_for_ray(self) -> "ExecutorConfig":
+        given = self.changed("address", "cpus", "gpus", "memory_gb")
+        if self.type == "local" and given:
+            raise FieldError("is for executor type ray; the local executor runs the units one after another in "
+                             "this process, and would ignore it", given[0])
+        return self
+
 
 class GenerationConfig(Strict):
     max_tokens: int = Field(32, gt=0, le=32768,
                             description="an answer's token budget (a typo of 1e9 would run for hours)")
     temperature: float = Field(0.0, ge=0)
     stop: list[str] = Field(default_factory=list)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class ArmSettings(Strict):
@@ -173,6 +213,16 @@ class ArmSettings(Strict):
     def check_types(self, types: dict[str, str]) -> tuple[str, str] | None:
         """A problem with the types of the arms this one names ({name: type}), as (message, field); None: fine."""
         return None
+
+    def check_data(self, task: Any, labels: list[str], sizes: dict[str, int]) -> tuple[str, str] | None:
+        """A problem of this arm's settings with the task, its labels and its split sizes, found before any
+        model work, as (message, field under the arm); None: fine."""
+        return None
+
+    def unused(self, task: Any, sizes: dict[str, int]) -> list[tuple[str, str]]:
+        """Settings set away from their defaults that this arm will not read, as (field under the arm, why):
+        each is a warning."""
+        return []
 
 
 def arm_name(arm: ArmSettings) -> str:
@@ -202,7 +252,7 @@ class TrainSettings(Strict):
     train_size: int | None = Field(None, gt=0, description="use only this many train examples (stratified)")
     min_passes: int = Field(0, ge=0, description="repeat epochs until this many examples were seen")
     max_epochs: int = Field(10, gt=0, description="cap on epochs added by min_passes")
-    seed: int | None = Field(None, ge=0, description="defaults to the split seed")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="defaults to the split seed")
     processes: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field(
         "auto", description="data-parallel training processes (accelerate, DDP): auto is one per visible GPU "
                             "when there are several, else one (in this process); a number on CPU runs that "
@@ -236,6 +286,8 @@ class KnowledgeConfig(Strict):
     """Passages a retrieval arm can put in the prompt: JSONL or CSV rows, or a folder of text files."""
     path: str = Field(description="a .jsonl or .csv file, or a folder of .txt/.md files (one passage per paragraph)")
     field: str = Field("text", description="the field holding a passage's text (JSONL/CSV)")
+
+    _names = field_validator("path", "field")(filled_name)
 
 
 class Target(Strict):
@@ -352,9 +404,11 @@ class JudgeConfig(Strict):
     human_score: str | None = Field(None, description="a data field holding a person's score of human_answer "
                                     "on the rubric's scale: the judge's agreement with it is reported")
     human_answer: str | None = Field(None, description="the data field holding the answer the person scored")
-    max_tokens: int = Field(256, gt=0, description="room for the judge's rationale and scores")
+    max_tokens: int = Field(256, gt=0, le=32768, description="room for the judge's rationale and scores")
     min_agreement: float = Field(0.5, ge=-1, le=1, description="below this rank correlation with the human "
                                  "scores, the report warns that the judge's scores are not to be trusted")
+
+    _names = field_validator("model", "human_score", "human_answer")(filled_name)
 
     @model_validator(mode="after")
     def _judge(self):
