@@ -233,20 +233,52 @@ def test_setting_without_effect_is_a_warning(kind, tmp_path):
 
 
 def test_a_proposer_that_fails_stops_the_run_and_debug_shows_why(tmp_path):
-    """An endpoint that refuses every connection: GEPA would log it and propose nothing; the run fails."""
+    """An endpoint that fails every request: GEPA would log it and propose nothing; the run fails."""
+    from tunewise.testing import FaultyServer
     (tmp_path / "words.csv").write_text(CSV)
     task = tmp_path / "task.yaml"
-    task.write_text(searched("proposer: p, proposer_calls: 10")(TASK_YAML) +
-                    "endpoints: {p: {base_url: 'http://127.0.0.1:9/v1', model: m, max_retries: 0}}\n")
+    with FaultyServer() as server:
+        server.faults = lambda n, body: "500"
+        address = server.url.removeprefix("http://").removesuffix("/v1")
+        task.write_text(searched("proposer: p, proposer_calls: 10")(TASK_YAML) +
+                        f"endpoints: {{p: {{base_url: '{server.url}', model: m, max_retries: 0}}}}\n")
+        result = invoke("run", task, "--no-progress", "--home", tmp_path / "h")
+        assert result.code == 1
+        _in_order(result.error_line(), ["arm 'searched'", "proposals with 'p' failed", address])
+        runs = invoke("runs", "--home", tmp_path / "h").output
+        assert "failed" in runs
+        from tunewise.errors import RunError
+        with pytest.raises(RunError):
+            CliRunner().invoke(main, ["run", str(task), "--no-progress", "--home", str(tmp_path / "h"), "--debug"],
+                               catch_exceptions=False)
+
+
+def test_an_endpoint_that_does_not_answer_stops_the_run_before_any_arm(tmp_path):
+    """A server that is down (nothing listens on port 9) is found by asking its model list, before any arm."""
+    (tmp_path / "words.csv").write_text(CSV)
+    task = tmp_path / "task.yaml"
+    task.write_text(sub("model: fake", "model: e")(TASK_YAML) +
+                    "endpoints: {e: {base_url: 'http://127.0.0.1:9/v1', model: m, max_retries: 0}}\n")
     result = invoke("run", task, "--no-progress", "--home", tmp_path / "h")
-    assert result.code == 1
-    _in_order(result.error_line(), ["arm 'searched'", "proposals with 'p' failed", "127.0.0.1:9"])
-    runs = invoke("runs", "--home", tmp_path / "h").output
-    assert "failed" in runs
-    from tunewise.errors import RunError
-    with pytest.raises(RunError):
-        CliRunner().invoke(main, ["run", str(task), "--no-progress", "--home", str(tmp_path / "h"), "--debug"],
-                           catch_exceptions=False)
+    assert result.code == 2
+    _in_order(result.error_line(), ["task.yaml:", "endpoints.e.base_url", "127.0.0.1:9", "does not answer"])
+    assert snapshot(tmp_path / "h") is None  # no store made: nothing ran
+
+
+def test_a_model_name_the_server_does_not_list_is_a_warning(tmp_path):
+    """The server answers, but lists other models: said before the run (a server may ignore the name)."""
+    from tunewise.testing import FaultyServer
+    (tmp_path / "words.csv").write_text(CSV)
+    task = tmp_path / "task.yaml"
+    with FaultyServer(lambda messages: "positive", models=["served-model"]) as server:
+        task.write_text(sub("model: fake", "model: e")(TASK_YAML) +
+                        f"endpoints: {{e: {{base_url: '{server.url}', model: typo-model, max_retries: 0}}}}\n")
+        result = invoke("run", task, "--no-progress", "--home", tmp_path / "h")
+        assert result.code == 0, result.output
+        assert server.received == sum(server.answered.values())  # the model list is no completion request
+    assert "endpoints.e.model: the server lists no model 'typo-model' (it lists served-model)" in result.output
+    report = json.loads(next((tmp_path / "h" / "runs").glob("*/report.json")).read_text())
+    assert any("typo-model" in w for w in report["warnings"])
 
 
 def test_a_served_request_with_temperature_nan_is_told_it_is_not_a_number():

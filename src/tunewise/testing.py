@@ -36,12 +36,14 @@ class _Server(ThreadingHTTPServer):
 
 class FaultyServer:
     def __init__(self, responder: Callable[[list], str] | None = None, *, delay_s: float = 0.0,
-                 retry_after: str = "0.05", timeout_sleep_s: float = 2.0, logprobs: bool = True):
+                 retry_after: str = "0.05", timeout_sleep_s: float = 2.0, logprobs: bool = True,
+                 models: list[str] | None = None):
         self.responder = responder or (lambda messages: "ok")
         self.delay_s = delay_s
         self.retry_after = retry_after
         self.timeout_sleep_s = timeout_sleep_s
         self.logprobs = logprobs
+        self.models = models  # GET /v1/models lists these; None: the server has no model list (501)
         self.faults: Callable[[int, dict], str | None] = lambda n, body: None
         self.received = 0
         self.answered: Counter[str] = Counter()
@@ -82,6 +84,12 @@ class FaultyServer:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def do_GET(self):  # the model list; not a request the counts above include
+                if server.models is None or self.path.rstrip("/") != "/v1/models":
+                    return self._send(501 if server.models is None else 404, b'{"error": "no such path"}')
+                data = [{"id": m, "object": "model", "owned_by": "test"} for m in server.models]
+                return self._send(200, json.dumps({"object": "list", "data": data}).encode())
 
             def do_POST(self):
                 length = int(self.headers.get("content-length", 0))

@@ -21,6 +21,7 @@ def check_before_running(task: Task, splits: Splits, task_file: str, labels: lis
     notes += _check_knowledge(task, task_file)
     _check_executor(task, task_file)
     local = _check_models(task, task_file)
+    notes += _probe_endpoints(task, task_file)
     if local:
         _check_device(task.device, task_file)
         _check_processes(task, task_file)
@@ -204,6 +205,50 @@ def _check_proposers(task: Task, task_file: str) -> bool:
             raise TaskFileError(f"{proposer!r} is neither an endpoint of the task{endpoints} nor a model that "
                                 f"loads: {problem}", file=task_file, field=f"arms.{i}.search.proposer")
     return local
+
+
+def _used_endpoints(task: Task) -> list[str]:
+    """The task's endpoints that an arm, the judge or a prompt search's proposer asks."""
+    names = [a.model or task.model for a in task.arms] + [task.judge.model if task.judge else None]
+    names += [getattr(getattr(a, "search", None), "proposer", None) for a in task.arms]
+    return [n for n in dict.fromkeys(names) if n in task.endpoints]
+
+
+def _probe_endpoints(task: Task, task_file: str) -> list[str]:
+    """Each endpoint used answers now: its model list is asked for (no tokens spent), so a server that is down,
+    or refuses the key, stops the run before any arm ran; a model name the list lacks is a warning (llama.cpp's
+    server, for one, answers whatever name it is sent)."""
+    notes = []
+    for name in _used_endpoints(task):
+        listed = _listed_models(name, task.endpoints[name], task_file)
+        model = task.endpoints[name].model
+        if listed is not None and model not in listed:
+            shown = ", ".join(listed[:8]) + (", ..." if len(listed) > 8 else "") if listed else "no model"
+            notes.append(f"endpoints.{name}.model: the server lists no model {model!r} (it lists {shown}); it may "
+                         f"refuse the name, or answer with another model")
+    return notes
+
+
+def _listed_models(name: str, endpoint, task_file: str) -> list[str] | None:
+    """The model ids the endpoint's server lists; None when it has no model list to ask (it may still answer)."""
+    import httpx
+    key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = endpoint.base_url.rstrip("/") + "/models"
+    try:
+        response = httpx.get(url, headers=headers, timeout=min(endpoint.timeout_s, 10.0))
+    except httpx.HTTPError as err:
+        raise TaskFileError(f"the server at {endpoint.base_url} does not answer ({type(err).__name__}: {err}); "
+                            f"start it, or correct base_url", file=task_file, field=f"endpoints.{name}.base_url") \
+            from None
+    if response.status_code in (401, 403):
+        raise TaskFileError(f"the server at {endpoint.base_url} refuses the API key (HTTP {response.status_code})",
+                            file=task_file, field=f"endpoints.{name}.api_key_env")
+    try:
+        data = response.json()["data"] if response.status_code == 200 else None
+        return [str(m["id"]) for m in data] if isinstance(data, list) else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _check_api_key(task: Task, model: str, task_file: str) -> None:
