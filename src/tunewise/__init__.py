@@ -1,11 +1,12 @@
 """tunewise: prompt engineering, fine-tuning, or both? Measured on your own task."""
 
 from . import registry
-from .errors import DataError, Interrupted, TaskFileError, TunewiseError
-from .execution.runner import RunResult, run
-from .task import Task, load_task, validate_task
 
-registry.load_plugins()  # the built-in arm types, metrics, assertions and backends, then installed plugins
+registry.load_plugins()  # first: the built-in arm types, metrics, assertions and backends, then installed plugins
+
+from .errors import DataError, Interrupted, TaskFileError, TunewiseError  # noqa: E402
+from .execution.runner import RunResult, run  # noqa: E402
+from .task import Task, load_task, validate_task  # noqa: E402
 
 __all__ = ["DataError", "Interrupted", "RunResult", "Task", "TaskFileError", "TunewiseError", "load_task", "run",
            "validate_task"]

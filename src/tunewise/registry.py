@@ -26,7 +26,7 @@ GROUPS: dict[str, str] = {"metric": "tunewise.metrics", "assertion": "tunewise.a
 BUILTINS: dict[str, tuple[str, ...]] = {
     "metric": ("tunewise.measure.metrics",),
     "assertion": ("tunewise.measure.assertions",),
-    "backend": ("tunewise.backends.openai", "tunewise.backends.fake", "tunewise.backends.vllm",
+    "backend": ("tunewise.backends.endpoint", "tunewise.backends.fake", "tunewise.backends.vllm",
                 "tunewise.backends.local"),
     "arm": ("tunewise.arms.prompt", "tunewise.arms.searched", "tunewise.arms.retrieval", "tunewise.arms.tuned"),
 }
@@ -34,21 +34,26 @@ BUILTINS: dict[str, tuple[str, ...]] = {
 _ENTRIES: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}
 _LISTENERS: dict[str, list[Callable[[list], None]]] = {kind: [] for kind in GROUPS}
 _LOADED = False
+_LOADING = False  # while the built-ins and plugins load, listeners hear once at the end, not at every entry
 
 
 def register(kind: Kind, name: str, entry: Any) -> Any:
     """Make `entry` available as the `kind` called `name`; listeners of the kind hear of it."""
     _ENTRIES[kind][name] = entry
+    if not _LOADING:
+        _notify(kind)
+    return entry
+
+
+def _notify(kind: Kind) -> None:
     for listener in _LISTENERS[kind]:
         listener(entries(kind))
-    return entry
 
 
 def unregister(kind: Kind, name: str) -> None:
     """Remove a registered name (a plugin's tests clean up after themselves); listeners hear of it."""
     _ENTRIES[kind].pop(name, None)
-    for listener in _LISTENERS[kind]:
-        listener(entries(kind))
+    _notify(kind)
 
 
 def get(kind: Kind, name: str) -> Any:
@@ -83,15 +88,21 @@ def on_register(kind: Kind, listener: Callable[[list], None]) -> None:
 
 def load_plugins() -> None:
     """Import the built-in modules, then every installed package's entry points, once."""
-    global _LOADED
+    global _LOADED, _LOADING
     if _LOADED:
         return
-    _LOADED = True  # set first: the modules imported here call back into the registry
-    for kind, group in GROUPS.items():
-        for module in BUILTINS[kind]:
-            importlib.import_module(module)
-        for point in entry_points(group=group):
-            point.load()
+    _LOADED = _LOADING = True  # set first: the modules imported here call back into the registry
+    try:
+        for kind, group in GROUPS.items():
+            for module in BUILTINS[kind]:
+                importlib.import_module(module)
+            for point in entry_points(group=group):
+                point.load()
+    finally:
+        _LOADING = False
+        for kind in GROUPS:  # e.g. the task's `arms:` union, rebuilt once with every arm type
+            if _ENTRIES[kind]:
+                _notify(kind)
 
 
 # -- the four kinds' decorators ------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import time
 from typing import Any, Callable
 
 from ..errors import Interrupted, RunError, TunewiseError
-from ..registry import BackendType, register_backend
 from ..task.parsing import parse_label
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text
 
@@ -304,8 +303,3 @@ def from_endpoint(endpoint) -> OpenAIBackend:
                          concurrency=endpoint.concurrency, timeout_s=endpoint.timeout_s,
                          max_retries=endpoint.max_retries, backoff_s=endpoint.backoff_s,
                          logprobs=endpoint.logprobs, tokenizer=tokenizer)
-
-
-register_backend(BackendType("endpoint", takes=lambda model, endpoints: model in endpoints,
-                             create=lambda model, endpoints, **_: from_endpoint(endpoints[model]),
-                             remote=True, priority=30))
