@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .arms import traits
 from .backends.models import package_dir
+from .demo_support import write_support
 from .errors import MissingDependencyError, TunewiseError
 from .task import Task, load_task
 
@@ -74,7 +75,7 @@ def write_explain(directory: str | Path, *, overwrite: bool = True) -> Path:
     return Path(directory) / "explain.yaml"
 
 
-DEMOS = {"word_sentiment": write_demo, "explain": write_explain}
+DEMOS = {"word_sentiment": write_demo, "explain": write_explain, "support": write_support}
 
 
 def demo_task(directory: str | Path, quick: bool = False, name: str = "word_sentiment") -> tuple[Task, Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import random
 from collections import defaultdict
@@ -13,7 +14,7 @@ from pydantic import Field
 from ..backends.base import Backend, GenParams, GenRequest, Message, Progress, ScoreRequest
 from ..registry import register_arm as register
 from ..task import ArmSettings, Levers, Task, arm_name
-from ..task.data import Example, Splits, normalize
+from ..task.data import Example, Splits, normalize, transcript
 from ..task.parsing import parse_answer
 from ..traits import Traits
 from .base import Arm, Prediction
@@ -39,6 +40,10 @@ class FewShotConfig(ArmSettings):
     layout: Literal["turns", "list"] = Field(
         "turns", description="turns: each example a user/assistant exchange; list: the examples written out in "
                              "the input's message (small models may copy an assistant turn's label)")
+
+
+CONVERSATION_NOTE = ("the conversation's messages, in order (a system message of its own is appended to the "
+                     "system message above)")
 
 
 class PromptArm(Arm):
@@ -132,7 +137,7 @@ class PromptArm(Arm):
 
     # -- prompts --------------------------------------------------------------
     def messages(self, example: Example) -> list[Message]:
-        return build_messages(self.system, self.shots_for(example), example.input, self.answer, self.layout)
+        return build_messages(self.system, self.shots_for(example), example, self.answer, self.layout)
 
     def answer(self, example: Example) -> str:
         """A worked example's answer as the model should give it (its label's word)."""
@@ -143,6 +148,8 @@ class PromptArm(Arm):
         messages = build_messages(self.system, shots, "{input}", self.answer, self.layout)
         if self.k and self.shots is None:
             messages.insert(-1, {"role": "note", "content": f"{self.k} most similar train examples"})
+        if self.task.data.conversation:  # not one message: the conversation's own turns
+            messages[-1] = {"role": "note", "content": CONVERSATION_NOTE}
         return messages
 
     # -- prediction -------------------------------------------------------------
@@ -193,8 +200,11 @@ class PromptArm(Arm):
                                     extra=extra))
         return preds
 
-    def content_free_input(self) -> str:
-        """The input template with every field replaced by 'N/A' (Zhao et al., 2021)."""
+    def content_free_input(self, example: Example | None = None) -> Example | str:
+        """The input with every field (or every message of a conversation) replaced by 'N/A' (Zhao et al., 2021)."""
+        if example is not None and example.messages is not None:
+            blank = tuple({"role": m["role"], "content": "N/A"} for m in example.messages)
+            return dataclasses.replace(example, input=transcript(blank), messages=blank)
         template = self.task.data.input
         fields = self.task.data.input_fields()
         return "N/A" if template in fields else template.format(**{f: "N/A" for f in fields})
@@ -202,8 +212,8 @@ class PromptArm(Arm):
     def _content_free_scores(self, examples, backend, words: tuple[str, ...]) -> list[list[float]]:
         """Each item's label scores with its input replaced by a content-free one; identical prompts
         (fixed examples) are scored once."""
-        blank = self.content_free_input()
-        prompts = [build_messages(self.system, self.shots_for(e), blank, self.answer, self.layout) for e in examples]
+        prompts = [build_messages(self.system, self.shots_for(e), self.content_free_input(e), self.answer,
+                                  self.layout) for e in examples]
         unique = {json.dumps(p): p for p in prompts}
         scored = backend.score_choices([ScoreRequest(p, words) for p in unique.values()])
         by_key = {k: s.logprobs for k, s in zip(unique, scored)}

@@ -20,6 +20,9 @@ class RetrievalConfig(FewShotConfig):
     k: int = Field(0, ge=0, le=64, description="worked examples from train, as in few_shot")
     passages: int = Field(3, gt=0, le=20, description="passages retrieved per input")
     retriever: Literal["bm25"] = "bm25"
+    query: Literal["user_turns", "last_user", "all_turns"] = Field(
+        "user_turns", description="conversations: what is searched with: the user's messages, the last counted "
+                                  "twice (user_turns), the last user message alone, or every message")
     levers: Levers = Field(default_factory=Levers)
     structured: bool = Field(True, description="the task's context, format and constraints too")
 
@@ -45,19 +48,33 @@ class Retrieval(PromptArm):
         if self.index is None:
             self.index = BM25Index(load_passages(self.task))
 
+    def query(self, example: Example) -> str:
+        """The text searched with: the input, or the chosen turns of a conversation."""
+        if example.messages is None:
+            return example.input
+        users = [m["content"] for m in example.messages if m["role"] == "user"]
+        if self.config.query == "last_user":
+            return users[-1]
+        if self.config.query == "all_turns":
+            return "\n".join(m["content"] for m in example.messages)
+        return "\n".join(users + users[-1:])  # BM25 counts a repeated query term again: the last weighs twice
+
     def retrieve(self, examples: list[Example]) -> float:
         """Find the passages of every input not searched yet; returns the seconds it took."""
-        todo = list(dict.fromkeys(e.input for e in examples if e.input not in self._found))
+        todo = list(dict.fromkeys(q for q in map(self.query, examples) if q not in self._found))
         start = time.perf_counter()
         if todo:
             for text, found in zip(todo, self.index.search(todo, self.config.passages)):
                 self._found[text] = [self.index.passages[i] for i in found]
         return time.perf_counter() - start
 
+    def found(self, example: Example) -> list[str]:
+        return self._found[self.query(example)]
+
     def messages(self, example: Example):
         self.retrieve([example])
         messages = super().messages(example)
-        passages = "\n".join(f"[{i}] {p}" for i, p in enumerate(self._found[example.input], start=1))
+        passages = "\n".join(f"[{i}] {p}" for i, p in enumerate(self.found(example), start=1))
         block = f"Relevant passages (retrieved for this input):\n{passages}"
         if messages[0]["role"] == "system":
             messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{block}"}
@@ -78,7 +95,7 @@ class Retrieval(PromptArm):
         for p in preds:
             p.latency_s += seconds / max(1, len(preds))  # retrieval is part of each request's cost
             if self.task.type != "classification" and p.example.target is not None:
-                p.extra["retrieval_hit"] = contains_answer(self._found[p.example.input], p.example.target_text)
+                p.extra["retrieval_hit"] = contains_answer(self.found(p.example), p.example.target_text)
         return preds
 
     @classmethod

@@ -178,6 +178,10 @@ class TunedArm(_Prompted):
     def train_key(self, base, train: list[Example]) -> str:
         """Identifies a training: base model, settings, data and prompt; reruns reuse its result."""
         config = self.config.model_dump(mode="json", exclude={"name", "decoding", "merge"})
+        if config["train"]["loss_on"] == "final":
+            del config["train"]["loss_on"]  # keys made before the setting existed stay valid
+        else:
+            config["untrained"] = [e.untrained for e in train]  # messages of weight 0
         body = {"base": base.model_key, "config": config, "data": fingerprint(train),
                 "prompt": self.prompter.prompt_template(), "epochs": self.epochs(len(train)), "seed": self.seed,
                 "selection": "scored labels" if self.task.type == "classification" else
@@ -196,7 +200,7 @@ class TunedArm(_Prompted):
         from ..backends.chat import ChatFormat
         from ..backends.models import load_causal_lm, merged, save_model, with_lora
         from ..training.distributed import LaunchedTrainer, resolve_processes
-        from ..training.loop import SFTTrainer, TrainResult, build_example, count_params, flops_per_token, write_json
+        from ..training.loop import SFTTrainer, TrainResult, count_params, flops_per_token, write_json
         settings = self.settings(len(train))
         model = load_causal_lm(self.model, base.device)  # a private copy: the shared backend's stays untouched
         cfg = self.config
@@ -206,8 +210,7 @@ class TunedArm(_Prompted):
             torch.manual_seed(self.seed)  # LoRA's initial weights
             model = with_lora(model, **lora)
         chat = ChatFormat(base.tokenizer)
-        examples = [build_example(base.tokenizer, chat.render(self.prompter.messages(e)), e.target_text,
-                                  chat.end_of_turn_id(), settings.max_length) for e in train]
+        examples = [self._sft_example(chat, e, settings) for e in train]
         options = dict(out_dir=self.out_dir, evaluate=self._dev_evaluator(base, splits), pad_id=chat.pad_id(),
                        device=base.device)
         processes = resolve_processes(settings.processes, base.device)
@@ -235,6 +238,20 @@ class TunedArm(_Prompted):
         write_json(self.out_dir / "done.json", summary)
         (self.out_dir / "checkpoint.pt").unlink(missing_ok=True)
         return model.eval()
+
+    def _sft_example(self, chat, example: Example, settings: TrainSettings):
+        """One training sequence: the prompt as the arm asks it, the target learned; with loss_on: all_assistant
+        a conversation's earlier assistant messages are learned too."""
+        from ..training.loop import build_example
+        messages = self.prompter.messages(example)
+        learned = []
+        if settings.loss_on == "all_assistant" and example.messages is not None:
+            try:
+                learned = chat.assistant_spans(messages, assistant_indices(example, len(messages)))
+            except ValueError as err:
+                raise TunewiseError(f"arm {self.name!r}: {err}", field="train.loss_on") from None
+        return build_example(chat.tokenizer, chat.render(messages), example.target_text, chat.end_of_turn_id(),
+                             settings.max_length, learned)
 
     def _dev_evaluator(self, base, splits: Splits):
         """Dev metric after each epoch: the task's decision metric on up to eval_max dev items.
@@ -327,6 +344,14 @@ class Hybrid(_Prompted):
         self.training["search"] = again.training
         self.training["first_search"] = first.training
         self.prompter = again
+
+
+def assistant_indices(example: Example, prompt_length: int) -> list[int]:
+    """Where a conversation's assistant messages (those it trains on) sit in a prompt of that length: the
+    conversation's turns end the prompt, its system message (if any) merged into the prompt's first."""
+    turns = [(i, m) for i, m in enumerate(example.messages or ()) if m["role"] != "system"]
+    offset = prompt_length - len(turns)
+    return [offset + k for k, (i, m) in enumerate(turns) if m["role"] == "assistant" and i not in example.untrained]
 
 
 def _dev_score(arm, backend: Backend, dev: list[Example], task: Task) -> float:

@@ -26,6 +26,23 @@ class ChatFormat:
         except Exception:  # some templates reject a system role: fold it into the first user turn
             return tok.apply_chat_template(fold_system(messages), tokenize=False, add_generation_prompt=True)
 
+    def assistant_spans(self, messages: list[Message], indices: list[int]) -> list[tuple[int, int]]:
+        """Where the content of each assistant message at `indices` lies in `render(messages)`, as character
+        spans: what a conversation's training learns besides its final answer (loss_on: all_assistant).
+
+        Found by rendering the messages before each one: the rendered text must begin the same way whatever
+        follows (a template that rewrites earlier turns, dropping a model's reasoning say, cannot be learned
+        this way, and is refused rather than mislabeled)."""
+        full, spans = self.render(messages), []
+        for i in indices:
+            start = len(self.render(messages[:i]))
+            end = start + len(messages[i]["content"])
+            if not full.startswith(self.render(messages[:i])) or full[start:end] != messages[i]["content"]:
+                raise ValueError(f"the chat template renders assistant message {i} differently once later turns "
+                                 f"follow it, so its tokens cannot be found; use train: {{loss_on: final}}")
+            spans.append((start, end))
+        return spans
+
     def encode(self, messages: list[Message]) -> list[int]:
         return self.tokens(self.render(messages))
 

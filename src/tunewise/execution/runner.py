@@ -131,7 +131,7 @@ def _prepare(task: Task, strict: bool, task_file: str):
 
 
 def _checked(task: Task, strict: bool, task_file: str):
-    examples = load_examples(task)
+    examples = load_examples(task, task_file=task_file)
     labels = label_set(task, examples) if task.type == "classification" else []
     splits = make_splits(task, examples, task_file=task_file)
     leak = check_leakage(splits, strict=strict, file=task_file)

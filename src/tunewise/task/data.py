@@ -28,6 +28,10 @@ class Example:
     split: str | None = None
     group: str | None = None  # rows of one group stay in one split (splits.group_by)
     human: tuple[str, float] | None = None  # an answer a person scored on the judge's rubric, and the score
+    # a conversation's messages before its target ({role, content}; a system message only first); `input` is
+    # then their transcript, which leakage, dedupe, similarity and reports read
+    messages: tuple[dict[str, str], ...] | None = field(default=None, compare=False, hash=False)
+    untrained: tuple[int, ...] = field(default=(), compare=False, hash=False)  # messages with weight 0
 
     @property
     def target_text(self) -> str:
@@ -209,12 +213,14 @@ def _read_hf(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 # ---------------------------------------------------------------- checking rows
-def load_examples(task: Task) -> list[Example]:
+def load_examples(task: Task, *, task_file: str = "<task>") -> list[Example]:
     """Read and check every row; nothing is dropped silently."""
     path = task.data_path()
     examples, kinds, scored = [], {}, False
     score_field = task.judge.human_score if task.judge else None
     for line, row in read_rows(path, task.data.format):
+        if not examples:
+            _no_input_given(task, row, task_file)
         examples.append(_example(task, path, line, row))
         scored = scored or score_field in row
         if task.type == "classification":
@@ -225,6 +231,14 @@ def load_examples(task: Task) -> list[Example]:
         raise DataError(f"no row has the field that judge.human_score names; fields: {', '.join(map(str, row))}",
                         file=str(path), field=score_field)
     return examples
+
+
+def _no_input_given(task: Task, row: dict[str, Any], task_file: str) -> None:
+    """Without data.input a task reads conversations: rows that hold none mean the input was left out."""
+    if task.data.conversation and not task.data.messages and not {"messages", "conversations"} & set(row):
+        raise TaskFileError("required, but missing: the rows hold no conversation (a `messages` list), so "
+                            "data.input must say what the input is (a field name or a template)",
+                            file=task_file, field="data.input")
 
 
 def _same_label_kind(kinds: dict[str, int], value: Any, field: str, where: dict) -> None:
@@ -241,19 +255,143 @@ def _same_label_kind(kinds: dict[str, int], value: Any, field: str, where: dict)
 
 def _example(task: Task, path: Path, line: int, row: dict[str, Any]) -> Example:
     where = {"file": str(path), "line": line}
-    values = {}
-    for name in task.data.input_fields():
-        values[name] = _text_field(row, name, where)
-    template = task.data.input
-    text = values[template] if template in values else template.format(**values)
-    target = _target(task, row, where)
+    if task.data.conversation:
+        messages, target, untrained = _conversation(task, row, where)
+        values, text = {}, transcript(messages)
+    else:
+        values = {name: _text_field(row, name, where) for name in task.data.input_fields()}
+        template = task.data.input
+        text = values[template] if template in values else template.format(**values)
+        target, messages, untrained = _target(task, row, where), None, ()
     split = None
     column = task.data.split_column or ("__split__" if "__split__" in row else None)
     if column:
         split = _split_value(row, column, where)
     group = _text_field(row, task.splits.group_by, where) if task.splits.group_by else None
     return Example(id=f"{line}", input=text, target=target, line=line, fields=values, split=split, group=group,
-                   human=_human(task, row, where))
+                   human=_human(task, row, where), messages=messages, untrained=untrained)
+
+
+# ---------------------------------------------------------------- conversations
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+MESSAGE_KEYS = {"role", "content", "weight", "from", "value"}
+
+
+def messages_field(task: Task, row: dict[str, Any]) -> str:
+    """The field holding a row's conversation: data.messages, else `messages`, else ShareGPT's `conversations`."""
+    if task.data.messages:
+        return task.data.messages
+    return "conversations" if "messages" not in row and "conversations" in row else "messages"
+
+
+def _conversation(task: Task, row: dict[str, Any], where: dict) -> tuple[tuple[dict, ...], Any, tuple[int, ...]]:
+    """A row's conversation: the messages before the target, the target, and the messages not to train on."""
+    name = messages_field(task, row)
+    messages, weights = read_messages(row.get(name), name, where, missing=name not in row)
+    if task.data.target is not None:  # e.g. a label for the whole conversation
+        _ends_with_user(messages, name, where, what="the conversation")
+        return messages, _target(task, row, where), _zero_weights(weights)
+    last = len(messages) - 1
+    if not messages or messages[-1]["role"] != "assistant":
+        shown = f"the last is a {messages[-1]['role']} message" if messages else "it is empty"
+        raise DataError(f"no final assistant message ({shown}): a conversation's last message is its target, the "
+                        f"reply to learn and to measure; or name a target field with data.target",
+                        field=f"{name}[{max(last, 0)}]", **where)
+    _ends_with_user(messages[:-1], name, where, what="the final assistant message")
+    target = _target_value(task, messages[-1]["content"], f"{name}[{last}].content", where)
+    return messages[:-1], target, _zero_weights(weights[:-1])
+
+
+def read_messages(value: Any, name: str, where: dict, *, missing: bool = False) -> tuple[tuple[dict, ...], list]:
+    """A list of {role, content} (or ShareGPT {from, value}) messages, checked: known roles, text content, at
+    most one system message, first. Returns the messages as {role, content} and each one's weight."""
+    if missing:
+        raise DataError("missing field: a conversation row holds a list of {role, content} messages (name the "
+                        "field with data.messages; for a row of fields, give data.input)", field=name, **where)
+    if isinstance(value, str):  # a CSV cell holding the list as JSON
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError("not a list of messages (a text that is not JSON)", field=name, **where) from None
+    if not isinstance(value, list):
+        raise DataError(f"expected a list of {{role, content}} messages, got {_kind(value)}", field=name, **where)
+    messages, weights = [], []
+    for i, item in enumerate(value):
+        message, weight = _message(item, f"{name}[{i}]", where)
+        if message["role"] == "system" and i > 0:
+            again = any(m["role"] == "system" for m in messages)
+            why = "a second system message: a conversation has at most one" if again else \
+                "a system message after the conversation started: it must come first"
+            raise DataError(why, field=f"{name}[{i}].role", **where)
+        messages.append(message)
+        weights.append(weight)
+    return tuple(messages), weights
+
+
+def _message(item: Any, name: str, where: dict) -> tuple[dict[str, str], Any]:
+    if not isinstance(item, dict):
+        raise DataError(f"expected a message object {{role, content}}, got {_kind(item)}", field=name, **where)
+    unknown = sorted(set(item) - MESSAGE_KEYS)
+    if unknown:
+        raise DataError(f"message key {unknown[0]!r} is not read (a message is {{role, content}}, optionally "
+                        f"weight; tool calls are not supported)", field=f"{name}.{unknown[0]}", **where)
+    sharegpt = "from" in item
+    role_key, content_key = ("from", "value") if sharegpt else ("role", "content")
+    roles = SHAREGPT_ROLES if sharegpt else {r: r for r in ROLES}
+    role = item.get(role_key)
+    if role not in roles:
+        known = ", ".join(roles)
+        raise DataError(f"unknown role {role!r}; a message's {role_key} is one of {known}",
+                        field=f"{name}.{role_key}", **where)
+    content = _content(item.get(content_key), f"{name}.{content_key}", where)
+    weight = item.get("weight", 1)
+    if weight not in (0, 1) or isinstance(weight, bool) or (weight == 0 and roles[role] != "assistant"):
+        raise DataError(f"weight {weight!r}: a weight is 0 or 1, on assistant messages (0: not trained on)",
+                        field=f"{name}.weight", **where)
+    return {"role": roles[role], "content": content}, weight
+
+
+def _content(value: Any, name: str, where: dict) -> str:
+    if isinstance(value, list):  # OpenAI's content parts: text parts are read, others refused
+        kinds = [p.get("type") if isinstance(p, dict) else _kind(p) for p in value]
+        if any(k != "text" for k in kinds):
+            other = next(k for k in kinds if k != "text")
+            raise DataError(f"a content part of type {other!r}: only text parts are read", field=name, **where)
+        value = "".join(str(p.get("text", "")) for p in value)
+    if not isinstance(value, str):
+        raise DataError(f"expected text content, got {_kind(value)}", field=name, **where)
+    if not value.strip():
+        raise DataError("empty content", field=name, **where)
+    return value
+
+
+def _ends_with_user(messages: tuple[dict, ...], name: str, where: dict, *, what: str) -> None:
+    if not any(m["role"] == "user" for m in messages):
+        raise DataError(f"no user message before {what}", field=name, **where)
+    if messages[-1]["role"] != "user":
+        raise DataError(f"{what} follows a {messages[-1]['role']} message; a reply answers a user message",
+                        field=f"{name}[{len(messages) - 1}]", **where)
+
+
+def _zero_weights(weights: list) -> tuple[int, ...]:
+    return tuple(i for i, w in enumerate(weights) if w == 0)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a text", type(None): "null", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def transcript(messages: tuple[dict[str, str], ...] | list[dict[str, str]]) -> str:
+    """A conversation as one text, a line per message: what leakage, dedupe and reports compare and show."""
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def conversation_example(messages: list[dict[str, str]], *, id: str = "request") -> Example:
+    """An Example of a conversation given in code or a request (serve, predict): its messages are the input."""
+    checked, _ = read_messages(list(messages), "messages", {"file": None, "line": None})
+    return Example(id=id, input=transcript(checked), target=None, line=0, messages=checked)
 
 
 def _human(task: Task, row: dict[str, Any], where: dict) -> tuple[str, float] | None:
@@ -295,13 +433,19 @@ def _target(task: Task, row: dict[str, Any], where: dict) -> Any:
     if name is None:  # a reference-free task: assertions and a judge score the answer alone
         return None
     if task.type != "extraction":
-        value = _text_field(row, name, where).strip()
+        return _target_value(task, _text_field(row, name, where), name, where)
+    if name not in row or row[name] in (None, ""):
+        raise DataError("missing field", field=name, **where)
+    return _target_value(task, row[name], name, where)
+
+
+def _target_value(task: Task, value: Any, name: str, where: dict) -> Any:
+    """A target checked for the task's type: a label of the set, a text, or a JSON object with the keys."""
+    if task.type != "extraction":
+        value = str(value).strip()
         if task.type == "classification" and task.labels and value not in task.labels:
             raise DataError(f"label {value!r} is not in the label set {task.labels}", field=name, **where)
         return value
-    if name not in row or row[name] in (None, ""):
-        raise DataError("missing field", field=name, **where)
-    value = row[name]
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -501,9 +645,35 @@ class Leakage:
 
 def find_leakage(splits: Splits) -> Leakage:
     seen = {normalize(e.input) for e in splits.train + splits.dev}
-    leaked = [e for e in splits.test if normalize(e.input) in seen]
+    begun = _beginnings(splits.train + splits.dev) if any(e.messages for e in splits.test) else None
+    leaked = [e for e in splits.test if normalize(e.input) in seen or (begun and _begins(e, *begun))]
     return Leakage(count=len(leaked), examples=[e.input for e in leaked[:10]], ids=[e.id for e in leaked],
                    test_items=len(splits.test))
+
+
+def _beginnings(seen: list[Example]) -> tuple[set, set]:
+    """Every way a seen conversation begins (its turn prefixes), and the whole conversations, answers included."""
+    prefixes, wholes = set(), set()
+    for e in seen:
+        turns = _turns(e, with_target=True)
+        prefixes.update(turns[:i] for i in range(1, len(turns) + 1))
+        wholes.add(turns)
+    return prefixes, wholes
+
+
+def _begins(example: Example, prefixes: set, wholes: set) -> bool:
+    """A test conversation leaks when its input is how a train or dev conversation begins (the model saw what
+    follows it), or when a whole train or dev conversation, answer included, begins it."""
+    turns = _turns(example, with_target=False)
+    return bool(turns) and (turns in prefixes or any(turns[:i] in wholes for i in range(1, len(turns) + 1)))
+
+
+def _turns(example: Example, *, with_target: bool) -> tuple[str, ...]:
+    """A conversation's user and assistant messages, normalized (a system message is setting, not dialogue)."""
+    turns = tuple(f"{m['role']}:{normalize(m['content'])}" for m in example.messages or () if m["role"] != "system")
+    if with_target and isinstance(example.target, str) and example.messages is not None:
+        turns += (f"assistant:{normalize(example.target)}",)
+    return turns
 
 
 def check_leakage(splits: Splits, *, strict: bool, file: str) -> Leakage:

@@ -167,7 +167,7 @@ class Task(Strict):
     def metric_names(self) -> list[str]:
         """The metrics measured: the task's (or its type's defaults, when it has targets), the declared ones,
         plus the decision metric if missing."""
-        defaults = DEFAULT_METRICS[self.type] if self.data.target is not None else []
+        defaults = DEFAULT_METRICS[self.type] if self.data.has_target else []
         names = list(self.metrics or defaults)
         names += [n for n in self.declared_metrics() if n not in names]
         main = self.decision_metric()[0]
@@ -179,7 +179,7 @@ class Task(Strict):
             return self.target.metric, "the target's metric"
         if self.primary_metric:
             return self.primary_metric, "the task's primary_metric"
-        if self.data.target is None:
+        if not self.data.has_target:
             if self.assertions:
                 return "assertions", "the share of answers passing every assertion (the task has no targets)"
             return "rubric", "the judge's rubric score (the task has no targets)"
@@ -204,6 +204,9 @@ class Task(Strict):
         name, why = self.decision_metric()
         out["decision_metric"] = {"name": name, "why": why}
         out["arms"] = [dict(a, name=arm_name(arm)) for a, arm in zip(out["arms"], self.arms)]
+        for name in ("input", "messages"):  # one of them: a conversation task has no input, and before the
+            if out["data"][name] is None:  # option existed no task had messages (its hash stays the same)
+                del out["data"][name]
         if self.splits.seeds is None:
             del out["splits"]["seeds"]  # one seed: the configuration (and its hash) as before seeds existed
         if self.executor == ExecutorConfig():

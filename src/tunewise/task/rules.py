@@ -60,6 +60,14 @@ def check_task(task: "Task") -> None:
         if traits_of(arm.type).retrieves and task.knowledge is None:
             raise FieldError(f"arm {arm_name(arm)!r} retrieves passages, and the task has no knowledge "
                              f"source: add knowledge: {{path: ..., field: text}}", "arms", i)
+        train = getattr(arm, "train", None)
+        if train is not None and train.loss_on == "all_assistant" and not task.data.conversation:
+            raise FieldError(f"arm {arm_name(arm)!r}: all_assistant learns every assistant message of a "
+                             f"conversation, and the task's rows are single inputs (data.input)",
+                             "arms", i, "train", "loss_on")
+        if getattr(arm, "query", "user_turns") != "user_turns" and not task.data.conversation:
+            raise FieldError(f"arm {arm_name(arm)!r}: query chooses which turns of a conversation to search "
+                             f"with, and the task's rows are single inputs (data.input)", "arms", i, "query")
     _check_declared_metrics(task)
     for name in task.metrics or []:
         if name not in task.known_metrics():
@@ -136,7 +144,7 @@ def _check_declared_metrics(task: "Task") -> None:
         missing = next((n for n in pair if n not in arm_names), None)
         if missing is not None:
             raise FieldError(f"{missing!r} is not an arm of the task ({', '.join(arm_names)})", "judge", "pairs", i)
-    if task.data.target is None:
+    if not task.data.has_target:
         _check_reference_free(task)
 
 

@@ -68,19 +68,44 @@ def filled_name(value: str | None) -> str | None:
 class DataConfig(Strict):
     path: str = Field(description="JSONL, CSV or Parquet file, or a saved `datasets` directory")
     format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = "auto"
-    input: str = Field(description="a field name, or a template such as '{title}: {body}'")
+    input: str | None = Field(None, description="a field name, or a template such as '{title}: {body}'; "
+                                                "without it each row is a conversation (data.messages)")
+    messages: str | None = Field(None, description="the field holding each row's conversation: a list of "
+                                                   "{role, content} messages (OpenAI's chat format; ShareGPT's "
+                                                   "{from, value} is mapped); default messages (or conversations)")
     target: str | None = Field(None, description="the field holding the expected output; a generation task "
-                                                "scored by assertions or a judge alone may have none")
+                                                "scored by assertions or a judge alone may have none; in a "
+                                                "conversation, default the final assistant message")
     split_column: str | None = Field(None, description="use this column's train/dev/test values")
 
     @field_validator("input")
     @classmethod
-    def _template(cls, value: str) -> str:
-        input_fields(value)
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            input_fields(value)
         return value
 
+    _messages = field_validator("messages")(filled_name)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "DataConfig":
+        if self.input is not None and self.messages is not None:
+            raise FieldError("give data.input (one text built from a row's fields) or data.messages (a "
+                             "conversation per row), not both", "messages")
+        return self
+
+    @property
+    def conversation(self) -> bool:
+        """Each row is a conversation: its messages are the input."""
+        return self.input is None
+
+    @property
+    def has_target(self) -> bool:
+        """Answers can be compared with a target: a target field, or a conversation's final assistant message."""
+        return self.target is not None or self.conversation
+
     def input_fields(self) -> list[str]:
-        return input_fields(self.input)
+        return [] if self.input is None else input_fields(self.input)
 
 
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
@@ -247,6 +272,9 @@ class TrainSettings(Strict):
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.05, ge=0, le=1)
     patience: int = Field(1, ge=0, description="epochs without dev improvement before stopping")
+    loss_on: Literal["final", "all_assistant"] = Field(
+        "final", description="conversations: the loss on the final assistant message (the target) only, or on "
+                             "every assistant message of the conversation (TRL's assistant_only_loss)")
     eval_max: int = Field(200, gt=0, description="dev items scored after each epoch")
     checkpoint_every_s: float = Field(60.0, gt=0, description="how often an interrupted run can resume from")
     train_size: int | None = Field(None, gt=0, description="use only this many train examples (stratified)")

@@ -33,13 +33,33 @@ class SFTExample:
     clipped: bool = False  # longer than max_length: the prompt's start was cut
 
 
-def build_example(tokenizer, prompt_text: str, answer: str, eos_id: int, max_length: int) -> SFTExample:
-    """Prompt tokens unlabeled; answer tokens and the end-of-turn token labeled."""
-    prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    completion = tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos_id]
+def build_example(tokenizer, prompt_text: str, answer: str, eos_id: int, max_length: int,
+                  learned: list[tuple[int, int]] = ()) -> SFTExample:
+    """Prompt tokens unlabeled; answer tokens and the end-of-turn token labeled. `learned`: character spans of
+    the prompt labeled too (a conversation's earlier assistant messages), each with the end-of-turn token
+    that follows it."""
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompt, labels, cursor = [], [], 0
+    for start, end in learned:
+        plain, said = encode(prompt_text[cursor:start]), encode(prompt_text[start:end])
+        prompt += plain + said
+        labels += _after_turn(plain, eos_id, bool(labels)) + said
+        cursor = end
+    plain = encode(prompt_text[cursor:])
+    prompt += plain
+    labels += _after_turn(plain, eos_id, bool(labels))
+    completion = encode(answer) + [eos_id]
     ids = (prompt + completion)[-max_length:]  # keep the answer when cutting
-    labels = ([-100] * len(prompt) + completion)[-max_length:]
+    labels = (labels + completion)[-max_length:]
     return SFTExample(ids, labels, clipped=len(prompt) + len(completion) > max_length)
+
+
+def _after_turn(tokens: list[int], eos_id: int, after_answer: bool) -> list[int]:
+    """Labels of template text: none, but the end-of-turn token that closes a learned answer."""
+    labels = [-100] * len(tokens)
+    if after_answer and tokens[:1] == [eos_id]:
+        labels[0] = eos_id
+    return labels
 
 
 @dataclass
