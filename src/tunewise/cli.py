@@ -153,9 +153,11 @@ def run_command(task_file: Path, strict: bool, no_progress: bool, executor: str 
 @click.option("--quick", is_flag=True, help="Prompting arms only: no fine-tuning, no learning curve.")
 @click.option("--write-task", type=click.Path(file_okay=False, path_type=Path),
               help="Only write the demo's task file and data here, to edit and run yourself.")
-@click.option("--task", "which", type=click.Choice(["word_sentiment", "explain"]), default="word_sentiment",
-              show_default=True, help="word_sentiment: classification, prompting against fine-tuning; explain: "
-                                      "open-ended explanations scored by assertions (needs tunewise[assert]).")
+@click.option("--task", "which", type=click.Choice(["word_sentiment", "explain", "support"]),
+              default="word_sentiment", show_default=True,
+              help="word_sentiment: classification, prompting against fine-tuning; explain: open-ended "
+                   "explanations scored by assertions (needs tunewise[assert]); support: customer-support "
+                   "conversations, prompting and retrieval against LoRA and a LoRA + retrieval hybrid.")
 @executor_options
 @HOME_OPTION
 @friendly

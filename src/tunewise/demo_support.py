@@ -176,12 +176,15 @@ def _chat(turns: list[str]) -> list[dict]:
 def support_rows(seed: int = 0) -> list[dict]:
     """The conversations: {"messages": [...], "customer": ...}, the last message the reply to learn."""
     rng = random.Random(f"{seed}-words")  # the wording, apart from the facts
-    rows = []
+    rows, asked = [], set()
     for item in plan(seed):
         if item["order"]:
             messages = order_messages(item["order"], item["short"], rng)
-        else:
+        else:  # no two conversations alike: the same question in train and test would be leakage
             messages = policy_messages(item["policy"], item["short"], rng)
+            while json.dumps(messages[:-1]) in asked:
+                messages = policy_messages(item["policy"], False, rng)
+        asked.add(json.dumps(messages[:-1]))
         rows.append({"messages": messages, "customer": item["customer"]})
     return rows
 
