@@ -293,3 +293,26 @@ def test_a_lora_trains_on_conversations_and_answers(tmp_path, tiny_model_dir):
     assert set(result.summaries) == {"lora", "lora+retrieval", "retrieval"}
     trained = {a["name"]: a["training"] for a in Store(result.store_path).arms(result.run_id)}
     assert trained["lora"]["tokens_seen"] > 0 and trained["lora+retrieval"]["matched"]
+
+
+def test_the_report_measures_facts_never_seen_in_training_apart(tmp_path):
+    rows = []
+    for i in range(16):  # policy answers recur across the splits; each order's answer is its own
+        reply = "Returns are accepted within 30 days." if i % 2 else f"Order {1000 + i} shipped."
+        rows.append({"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant",
+                                                                                 "content": reply}]})
+    write_jsonl(tmp_path / "c.jsonl", rows)
+    task = validate_task({"type": "generation", "instruction": "Answer.", "data": {"path": "c.jsonl"},
+                          "model": "fake", "base_dir": str(tmp_path), "metrics": ["exact_match"],
+                          "splits": {"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 0},
+                          "consistency": {"samples": 2, "max_items": 4}, "arms": [{"type": "zero_shot"}]})
+    backend = FakeBackend(lambda messages: "Returns are accepted within 30 days.")
+    result = tunewise.run(task, home=tmp_path / "home", progress=False, backend_factory=lambda name: backend)
+    groups = result.summaries["zero_shot"]["by_answer"]
+    assert groups["seen"]["metrics"]["exact_match"]["value"] == 1.0
+    assert groups["unseen"]["metrics"]["exact_match"]["value"] == 0.0
+    assert groups["seen"]["n"] + groups["unseen"]["n"] == 8
+    rows = {row.label: row.cells[0] for row in result.report.framework.rows}
+    assert rows["facts not in training"].startswith(f"exact_match 0.000 (95% CI 0.000–0.000) on the "
+                                                    f"{groups['unseen']['n']} test items whose answer no train")
+    assert rows["consistency"].startswith("the same answer in 100% of 2 samples")

@@ -70,7 +70,9 @@ def test_report_json_holds_the_decision_tests_costs_and_consistency(full_run):
     assert (decision["recommended"] or decision["closest"]) in names and decision["reasons"]
     assert decision["metric"] == "accuracy" and decision["metric_why"] == "the target's metric"
     assert [row["label"] for row in report["framework"]["rows"]] == [
-        "method", "quality", "cost", "speed", "flexibility", "data required", "use case"]
+        "method", "quality", "consistency", "cost", "speed", "flexibility", "data required", "use case"]
+    consistency = report["framework"]["rows"][2]["cells"]
+    assert all(cell.startswith("the same answer in ") or cell == "not measured" for cell in consistency)
     assert report["framework"]["columns"][:2] == ["prompting: zero_shot", "fine-tuning: lora"] or \
         report["framework"]["columns"][0].startswith("prompting: ")
     assert len(report["comparisons"]) == 10  # 5 main arms, every pair

@@ -22,10 +22,35 @@ def framework_table(report: RunReport) -> FrameworkTable | None:
             leaders.append((family, max(arms, key=quality)))
     columns = [f"{KINDS[f]}: {a.name}" for f, a in leaders]
     quality_cell = lambda report, arm: _quality_text(report, arm, facts)  # noqa: E731
+    measured = [("consistency", _consistency_cell, lambda a: a.summary.consistency is not None),
+                ("facts not in training", _unseen_cell, lambda a: a.summary.by_answer is not None)]
+    extra = [(label, cell) for label, cell, has in measured if any(has(a) for _, a in leaders)]
     rows = [FrameworkRow(label=label, cells=[cell(report, a) for _, a in leaders]) for label, cell in (
-        ("method", _method_cell), ("quality", quality_cell), ("cost", _cost_cell), ("speed", _speed_cell),
+        ("method", _method_cell), ("quality", quality_cell), *extra, ("cost", _cost_cell), ("speed", _speed_cell),
         ("flexibility", _flexibility_cell), ("data required", _data_cell), ("use case", _use_cell))]
     return FrameworkTable(columns=columns, rows=rows)
+
+
+def _consistency_cell(report: RunReport, arm) -> str:
+    """How often the arm gives the same answer: sampled again, and asked in other words."""
+    c = arm.summary.consistency
+    if c is None or c.sample_agreement is None:
+        return "not measured"
+    text = f"the same answer in {c.sample_agreement:.0%} of {c.samples} samples at temperature {c.temperature:g}"
+    if c.paraphrase_agreement is not None:
+        text += f", {c.paraphrase_agreement:.0%} across {c.paraphrases} reworded instructions"
+    return text + f" ({c.items} items)"
+
+
+def _unseen_cell(report: RunReport, arm) -> str:
+    """Quality on test items whose answer no train example has, beside those whose answer training saw."""
+    groups = arm.summary.by_answer
+    if groups is None or report.metric not in groups["unseen"].metrics:
+        return "not measured"
+    new, seen = groups["unseen"], groups["seen"]
+    m, k = new.metrics[report.metric], seen.metrics[report.metric]
+    return (f"{report.metric} {m.value:.3f} (95% CI {ci_text(m)}) on the {new.n} test items whose answer no "
+            f"train example has; {k.value:.3f} (95% CI {ci_text(k)}) on the {seen.n} whose answer training saw")
 
 
 def _method_cell(report: RunReport, arm) -> str:

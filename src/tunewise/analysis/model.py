@@ -32,6 +32,11 @@ class Consistency(_Model):
     seconds: float | None = None  # the pass's wall time (runs before this field: unknown)
 
 
+class AnswerGroup(_Model):
+    n: int
+    metrics: dict[str, MetricValue]
+
+
 class ArmSummary(_Model):
     """An arm's scores on the test split, as the runner stored them."""
     n: int
@@ -45,6 +50,8 @@ class ArmSummary(_Model):
     cached: int = 0
     retrieval_hit_rate: float | None = None  # retrieval arms: retrieved passages holding the answer
     consistency: Consistency | None = None
+    # generated answers: the metrics on test items whose answer a train example has ("seen") and the others
+    by_answer: dict[str, AnswerGroup] | None = None
     predict_s: float | None = None  # wall time of the test split's predictions and scoring
     # the judge's work on this arm's answers: calls, cached, tokens, seconds, unparsed verdicts, and the mean
     # answer length beside its rank correlation with the scores (verbosity bias)
@@ -200,7 +207,7 @@ class Decision(_Model):
 
 
 class FrameworkRow(_Model):
-    label: str               # method | cost | speed | flexibility | data required | use case
+    label: str               # method | quality | consistency | facts not in training | cost | speed | ...  | use case
     cells: list[str]
 
 

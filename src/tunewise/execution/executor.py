@@ -21,7 +21,7 @@ from ..measure.consistency import measure as measure_consistency
 from ..measure.evaluate import prediction_rows, summarize
 from ..store.cache import CachedBackend
 from ..task import Task, arm_name
-from ..task.data import Splits
+from ..task.data import Splits, normalize
 
 
 @dataclass
@@ -162,6 +162,7 @@ class UnitRunner:
         backend = self.cache(arm.backend or self.base_backend(arm.model))
         start = time.perf_counter()
         predictions = arm.predict(test, backend, self.bars.callback(unit.name, len(test)))
+        mark_answers_seen(predictions, self.splits[unit.seed], task)
         rows = prediction_rows(predictions, task.metric_names(), task)
         judged = self.judge(unit.seed).score_rows(rows) if task.judge is not None and task.judge.rubric else None
         summary = summarize(rows, task.metric_names(), seed=task.splits.seed, task=task)
@@ -181,6 +182,16 @@ class UnitRunner:
         result = self.evaluate(unit, self.prepared(unit.seed, unit.arm))
         result.unit_s = time.perf_counter() - start
         return result
+
+
+def mark_answers_seen(predictions, splits, task) -> None:
+    """Whether each test item's answer is one a train example has: generated answers only (every label is
+    seen). The report compares the two groups: what training can teach against facts it never saw."""
+    if task.type != "generation" or not task.data.has_target:
+        return
+    seen = {normalize(e.target_text) for e in splits.train}
+    for p in predictions:
+        p.extra["answer_in_train"] = normalize(p.example.target_text) in seen
 
 
 def arm_config(config) -> dict:

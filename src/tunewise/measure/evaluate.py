@@ -22,15 +22,7 @@ def item_scores(prediction: Prediction, metric_names: list[str], task: Any = Non
 def summarize(rows: list[dict[str, Any]], metric_names: list[str], seed: int = 0, task: Any = None) -> dict[str, Any]:
     """Rows are stored predictions (dicts with parsed, target, scores, latency and tokens); `task` (a Task or
     its stored configuration) supplies the metrics it declares."""
-    targets = [r["target"] for r in rows]
-    preds = [r["parsed"] for r in rows]
-    metrics = {}
-    for name in metric_names:
-        metric = get_metric(name, task)
-        preds = metric_inputs(metric, rows)
-        low, high = bootstrap_interval(metric, preds, targets, seed=seed)
-        metrics[name] = {"value": metric.aggregate(preds, targets), "low": low, "high": high,
-                         "higher_is_better": metric.higher_is_better}
+    metrics = _metrics(rows, metric_names, seed, task)
     latencies = np.array([r["latency_s"] for r in rows], dtype=float)
     busy = float(latencies.sum())
     return {
@@ -44,7 +36,32 @@ def summarize(rows: list[dict[str, Any]], metric_names: list[str], seed: int = 0
         "mean_output_tokens": float(np.mean([r["output_tokens"] for r in rows])) if rows else 0.0,
         "cached": int(sum(r["cached"] for r in rows)),
         "retrieval_hit_rate": _hit_rate(rows),
+        "by_answer": _by_answer(rows, metric_names, seed, task),
     }
+
+
+def _by_answer(rows: list[dict[str, Any]], metric_names: list[str], seed: int, task: Any) -> dict | None:
+    """The metrics on the items whose answer a train example has, and on the others: what training can teach,
+    against facts it never saw. None unless both groups have items."""
+    marked = [r for r in rows if "answer_in_train" in (r.get("extra") or {})]
+    groups = {"seen": [r for r in marked if r["extra"]["answer_in_train"]],
+              "unseen": [r for r in marked if not r["extra"]["answer_in_train"]]}
+    if not all(groups.values()):
+        return None
+    return {name: {"n": len(group), "metrics": _metrics(group, metric_names, seed, task)}
+            for name, group in groups.items()}
+
+
+def _metrics(rows: list[dict[str, Any]], metric_names: list[str], seed: int, task: Any) -> dict[str, dict]:
+    """Each metric's value on the rows, with its 95% bootstrap interval."""
+    targets, out = [r["target"] for r in rows], {}
+    for name in metric_names:
+        metric = get_metric(name, task)
+        preds = metric_inputs(metric, rows)
+        low, high = bootstrap_interval(metric, preds, targets, seed=seed)
+        out[name] = {"value": metric.aggregate(preds, targets), "low": low, "high": high,
+                     "higher_is_better": metric.higher_is_better}
+    return out
 
 
 def _hit_rate(rows: list[dict[str, Any]]) -> float | None:
