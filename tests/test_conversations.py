@@ -316,3 +316,30 @@ def test_the_report_measures_facts_never_seen_in_training_apart(tmp_path):
     assert rows["facts not in training"].startswith(f"exact_match 0.000 (95% CI 0.000–0.000) on the "
                                                     f"{groups['unseen']['n']} test items whose answer no train")
     assert rows["consistency"].startswith("the same answer in 100% of 2 samples")
+
+
+def test_searched_and_calibrated_scoring_on_routed_conversations(tmp_path):
+    rows = []
+    for i in range(24):
+        team = "shipping" if i % 2 else "billing"
+        ask = f"my parcel {i} is late" if i % 2 else f"I was charged twice for {i}"
+        rows.append({"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"},
+                                  {"role": "user", "content": ask}], "team": team})
+    write_jsonl(tmp_path / "r.jsonl", rows)
+    task = validate_task({"type": "classification", "instruction": "Route the conversation.", "model": "fake",
+                          "data": {"path": "r.jsonl", "target": "team"}, "base_dir": str(tmp_path),
+                          "consistency": {"enabled": False},
+                          "arms": [{"type": "zero_shot", "decoding": "constrained", "calibrate": True},
+                                   {"type": "searched", "search": {"trials": 3, "ks": [0, 2]}}]})
+    sent = []
+
+    def route(messages):
+        sent.append(messages)
+        return "shipping" if "parcel" in messages[-1]["content"] else "billing"
+    result = tunewise.run(task, home=tmp_path / "home", progress=False,
+                          backend_factory=lambda name: FakeBackend(route))
+    assert result.summaries["searched"]["metrics"]["accuracy"]["value"] == 1.0
+    assert result.summaries["zero_shot"]["n"] == 4
+    # every prompt ends with the conversation's turns; the content-free prompt blanks each message
+    assert all([m["role"] for m in s[-3:]] == ["user", "assistant", "user"] for s in sent)
+    assert any(s[-1]["content"] == "N/A" and s[-2]["content"] == "N/A" for s in sent)
