@@ -82,7 +82,7 @@ BAD = {
                             "messages[1].role", "must come first"),
     "reply to a reply": ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
                                        {"role": "assistant", "content": "b"}]}, "messages[1]",
-                         "follows a assistant message"),
+                         "follows an assistant message"),
     "tool calls": ({"messages": [{"role": "user", "content": "hi"},
                                  {"role": "assistant", "content": "x", "tool_calls": []}]},
                    "messages[1].tool_calls", "is not read"),

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import random
 from datetime import date, timedelta
-from importlib import resources
-from pathlib import Path
 
 CONVERSATIONS = 240
 ORDER_SHARE = 0.6      # the rest ask about a policy
@@ -195,18 +193,5 @@ def knowledge_rows(seed: int = 0) -> list[dict]:
     return [{"text": order_record(o)} for o in orders] + [{"text": article} for _, article, _ in POLICIES.values()]
 
 
-def write_support(directory: str | Path, *, overwrite: bool = True) -> Path:
-    """Write the support task file, its conversations and its knowledge into a directory; return the task
-    file. Without `overwrite`, a file there that differs from the demo's (one the user edited) is refused."""
-    from .demo import _write  # demo imports this module
-    directory = Path(directory)
-    task = (resources.files("tunewise") / "examples" / "support.yaml").read_text(encoding="utf-8")
-    files = {directory / "support.jsonl": _jsonl(support_rows()),
-             directory / "support_knowledge.jsonl": _jsonl(knowledge_rows()),
-             directory / "support.yaml": task}
-    _write(directory, files, overwrite)
-    return directory / "support.yaml"
-
-
-def _jsonl(rows: list[dict]) -> str:
+def jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)

@@ -10,7 +10,9 @@
       merged/         with --merge: the LoRA weights merged into the base model, with its tokenizer
 
 A loaded bundle rebuilds the arm's own prompt arm (`tunewise.arms`), so it asks, decodes and parses
-answers with the same code the run evaluated it with.
+answers with the same code the run evaluated it with. `prompt.json` records the task's `data` section, so a
+bundle knows whether its task reads conversations (no `data.input`): then an input is a list of {role,
+content} messages, sent as the run sent a test conversation, and its examples keep their messages.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_serializer
 
 from ..arms import Prediction, PromptArm, arm_class
 from ..backends import Backend
 from ..errors import TunewiseError
 from ..task import Endpoint, Strict, validate_task
-from ..task.data import Example, Splits
+from ..task.data import Example, Splits, _ends_with_user, conversation_example
 
 FORMAT = 2  # 2: manifest.json carries its own digest
 MANIFEST, PROMPT, CARD = "manifest.json", "prompt.json", "README.md"
@@ -39,6 +41,16 @@ PROMPT_FIELDS = ("name", "type", "labels", "json_keys", "instruction", "context"
 class Shot(Strict):
     input: str
     target: Any
+    messages: list[dict[str, str]] | None = Field(
+        None, description="a conversation example's messages before its target (input is their transcript)")
+
+    @model_serializer(mode="wrap")
+    def _without_messages(self, handler):
+        """A text example is written as before conversations existed: {input, target}."""
+        data = handler(self)
+        if self.messages is None:
+            data.pop("messages", None)
+        return data
 
 
 class PromptSpec(Strict):
@@ -108,11 +120,13 @@ def prompt_spec(prompter: PromptArm, messages: list[dict[str, str]]) -> PromptSp
 
 
 def _shot(example: Example) -> Shot:
-    return Shot(input=example.input, target=example.target)
+    messages = None if example.messages is None else [dict(m) for m in example.messages]
+    return Shot(input=example.input, target=example.target, messages=messages)
 
 
 def _example(shot: Shot, i: int) -> Example:
-    return Example(id=f"shot{i}", input=shot.input, target=shot.target, line=0)
+    messages = None if shot.messages is None else tuple(dict(m) for m in shot.messages)
+    return Example(id=f"shot{i}", input=shot.input, target=shot.target, line=0, messages=messages)
 
 
 def _parser(prompter: PromptArm) -> str:
@@ -164,9 +178,27 @@ class Bundle:
     def name(self) -> str:
         return self.manifest.name
 
-    def examples(self, inputs: list[str], ids: list[str] | None = None) -> list[Example]:
-        return [Example(id=ids[i] if ids else str(i), input=text, target=None, line=0)
-                for i, text in enumerate(inputs)]
+    @property
+    def conversation(self) -> bool:
+        """The task reads conversations (no `data.input`): an input is its list of messages."""
+        return self.task.data.conversation
+
+    def examples(self, inputs: list[str | list[dict[str, Any]]], ids: list[str] | None = None) -> list[Example]:
+        """The inputs as examples to answer. A single-turn task's input is its text; a conversation task's is
+        a list of {role, content} messages ending with the user's (a system message, if any, first), checked
+        as the data's are (`DataError`, naming `messages[i]`), or a text, taken as one user message."""
+        return [self._example(item, ids[i] if ids else str(i)) for i, item in enumerate(inputs)]
+
+    def _example(self, item: str | list[dict[str, Any]], example_id: str) -> Example:
+        if not self.conversation:
+            if not isinstance(item, str):
+                raise TunewiseError("this bundle's task reads one input text, not a list of messages: send the "
+                                    "input alone", field="messages")
+            return Example(id=example_id, input=item, target=None, line=0)
+        messages = [{"role": "user", "content": item}] if isinstance(item, str) else list(item)
+        example = conversation_example(messages, id=example_id)
+        _ends_with_user(example.messages, "messages", {"file": None, "line": None}, what="the reply")
+        return example
 
     def answer(self, examples: list[Example], generation: dict[str, Any] | None = None,
                progress=None) -> list[Prediction]:

@@ -104,11 +104,21 @@ def _template(spec: PromptSpec) -> list[str]:
     return json.dumps(spec.messages, indent=2, ensure_ascii=False).splitlines()
 
 
+def conversation(spec: PromptSpec) -> bool:
+    """The task reads conversations (its data has no input text): an input is a list of messages."""
+    return spec.task.get("data", {}).get("input") is None
+
+
 def _usage(m: Manifest, spec: PromptSpec) -> list[str]:
+    talk = conversation(spec)
+    inputs = "conversations.jsonl --out answers.jsonl   # a {\"messages\": [...]} per line" if talk else \
+        "inputs.jsonl --out answers.jsonl   # JSONL, CSV or Parquet in"
     lines = ["`BUNDLE` is this directory. With tunewise installed:", "", "```bash",
-             f"tunewise predict {_dir()} inputs.jsonl --out answers.jsonl   # JSONL, CSV or Parquet in",
+             f"tunewise predict {_dir()} {inputs}",
              f"tunewise serve {_dir()}   # OpenAI-compatible: http://127.0.0.1:8000/v1, model \"{m.name}\"",
              "```"]
+    if talk:
+        lines += _chat_sample(m)
     if m.model.endpoint is not None:
         return lines
     weights = m.model.weights
@@ -122,8 +132,10 @@ def _usage(m: Manifest, spec: PromptSpec) -> list[str]:
                    f'tokenizer = AutoTokenizer.from_pretrained("{base}")']}[weights]
     imports = "from transformers import AutoModelForCausalLM, AutoTokenizer" + \
               ("\nfrom peft import PeftModel" if weights == "adapter" else "")
+    where = ("send the arm's messages, then the conversation's own as turns, its system message appended to "
+             "the arm's" if talk else "put your input where the template says `{input}`")
     lines += ["", "With transformers" + (" and peft" if weights == "adapter" else "") +
-              " (the arm's prompt is in `prompt.json`: put your input where the template says `{input}`):", "",
+              f" (the arm's prompt is in `prompt.json`: {where}):", "",
               "```python", imports, *load, "```"]
     if spec.arm.get("decoding") == "constrained":
         lines += ["", "This arm scores each label and answers the most likely one; a plain `generate` may answer "
@@ -135,6 +147,21 @@ def _usage(m: Manifest, spec: PromptSpec) -> list[str]:
     lines += ["", "With vLLM (it serves the weights; send the arm's prompt from `prompt.json` yourself):", "",
               "```bash", vllm, "```"]
     return lines
+
+
+def _chat_sample(m: Manifest) -> list[str]:
+    """How a conversation is sent to `tunewise serve`: its whole history, as the run sent its test conversations."""
+    return ["", "The task's inputs are conversations: send the whole history as a list of messages ending with "
+                "the user's. The server sends it after the arm's prompt, as the run did; a system message of "
+                "yours is appended to the arm's system message, not put in its place. With the `openai` "
+                "package:", "", "```python", "from openai import OpenAI", "",
+            'client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")  # or the --api-key',
+            'messages = [{"role": "system", "content": "The customer has been a member since 2021."},  # optional',
+            '            {"role": "user", "content": "Hello, I have a question about my order."},',
+            '            {"role": "assistant", "content": "Of course: what is the order number?"},',
+            '            {"role": "user", "content": "It is 1234."}]',
+            f'reply = client.chat.completions.create(model="{m.name}", messages=messages)',
+            "print(reply.choices[0].message.content)", "```"]
 
 
 def _dir() -> str:

@@ -2,7 +2,8 @@
 
 The arm's prompt arm is rebuilt from the run's stored configuration (and, for examples in the prompt, its
 data), then checked: the bundle's prompt must reproduce the exact messages the run sent for every test item,
-or nothing is written.
+or nothing is written. A conversation task's test items are read from its data for that check (their
+messages are the input; the store keeps only their transcript and the prompts sent).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def export(store: Store, run_id: str, out: str | Path, arm: str | None = None, *
     prompter, model_name = rebuild_prompter(task, stored, run)
     rows = store.predictions(report.run_id, stored["name"])
     spec = prompt_spec(prompter, stored["prompt"])
-    check_prompts(spec, rows)
+    check_prompts(spec, rows, _conversations(task, run) if task.data.conversation else None)
     tmp = _scratch(out)
     try:
         model = _write_weights(tmp, task, stored, model_name, merge, log)
@@ -139,18 +140,35 @@ def _model_of(config, configs: dict, task: Task) -> str:
 
 def _splits(task: Task, run: dict[str, Any]) -> Splits:
     """The run's splits, from its data file unchanged since the run (its examples are in the prompt)."""
+    return make_splits(task, _examples(task, run, "the examples in the arm's prompt"))
+
+
+def _conversations(task: Task, run: dict[str, Any]) -> dict[str, Example]:
+    """A conversation task's examples by id, from its data unchanged since the run: the test items' messages."""
+    return {e.id: e for e in _examples(task, run, "the test conversations the prompt is checked on")}
+
+
+def _examples(task: Task, run: dict[str, Any], what: str) -> list[Example]:
     examples = load_examples(task)
     if fingerprint(examples) != run["data_fingerprint"]:
-        raise TunewiseError(f"the data changed since run {run['id']}: the examples in the arm's prompt "
-                            f"cannot be rebuilt", file=str(task.data_path()))
-    return make_splits(task, examples)
+        raise TunewiseError(f"the data changed since run {run['id']}: {what} cannot be rebuilt",
+                            file=str(task.data_path()))
+    return examples
 
 
-def check_prompts(spec: PromptSpec, rows: list[dict[str, Any]]) -> None:
-    """The bundle's prompt must give the messages the run sent, for every test item."""
+def check_prompts(spec: PromptSpec, rows: list[dict[str, Any]],
+                  conversations: dict[str, Example] | None = None) -> None:
+    """The bundle's prompt must give the messages the run sent, for every test item (a conversation task's
+    items with their messages, from `conversations`)."""
     prompter = build_prompter(spec)
     for row in rows:
-        example = Example(id=row["example_id"], input=row["input"], target=row["target"], line=0)
+        messages = None
+        if conversations is not None:
+            if row["example_id"] not in conversations:
+                raise TunewiseError(f"test item {row['example_id']} of the run is not in the data; the bundle's "
+                                    f"prompt cannot be checked")
+            messages = conversations[row["example_id"]].messages
+        example = Example(id=row["example_id"], input=row["input"], target=row["target"], line=0, messages=messages)
         if prompter.messages(example) != row["messages"]:
             raise TunewiseError(f"the rebuilt prompt differs from the one the run sent for test item "
                                 f"{row['example_id']}; the bundle would not answer as the arm was measured")

@@ -1,7 +1,10 @@
 """`predict`: a bundle's answers for every row of a file, written as JSONL, resumable.
 
 Rows are read as a task's data is (JSONL, CSV, Parquet, a saved `datasets` directory) and rendered with the
-task's input template; each batch's answers are written and flushed before the next batch starts, so a
+task's input template, or, for a task whose rows are conversations, read as its conversations are: a list of
+{role, content} messages (`messages`, ShareGPT's `conversations`, or the field the task names). A
+conversation that ends with an assistant message has it as its target, as in the run; one that ends with the
+user's message is answered. Each batch's answers are written and flushed before the next batch starts, so a
 killed run loses at most the batch in flight, and running the same command again skips the rows already
 written. The sidecar `OUT.tunewise` records each batch written (the bytes and their SHA-256): a file
 without one, or changed since, is never written into. When the rows hold the task's target field, the
@@ -19,7 +22,17 @@ from ..errors import DataError
 from ..measure import get_metric
 from ..measure.evaluate import summarize
 from ..store.owned import Resume, check_appendable
-from ..task.data import Example, _target, _text_field, read_rows
+from ..task.data import (
+    Example,
+    _conversation,
+    _ends_with_user,
+    _target,
+    _text_field,
+    messages_field,
+    read_messages,
+    read_rows,
+    transcript,
+)
 from .bundle import Bundle, prediction_record
 
 WRITER = "tunewise predict"  # the sidecar's writer: only a file predict wrote is resumed
@@ -99,19 +112,25 @@ def _record(p, source: str) -> dict[str, Any]:
 
 
 def read_inputs(bundle: Bundle, path: Path, id_field: str) -> list[Example]:
-    """The rows as examples: the input rendered with the task's template (or a row's `input` field), the
-    target when the row has it, the id from `id_field` (else the row's line or number)."""
+    """The rows as examples: the input rendered with the task's template (or a row's `input` field), or a
+    conversation task's messages (the input is their transcript); the target when the row has it; the id from
+    `id_field` (else the row's line or number)."""
     task = bundle.task
     template, fields = task.data.input, task.data.input_fields()
     examples, seen = [], set()
     for line, row in read_rows(path):
         where = {"file": str(path), "line": line}
-        if all(f in row for f in fields) or "input" not in row:
-            values = {f: _text_field(row, f, where) for f in fields}
-            text = values[template] if template in values else template.format(**values)
+        messages = None
+        if bundle.conversation:
+            messages, target = _conversation_row(task, row, where)
+            text = transcript(messages)
         else:
-            text = _text_field(row, "input", where)
-        target = _target(task, row, where) if task.data.target in row else None
+            if all(f in row for f in fields) or "input" not in row:
+                values = {f: _text_field(row, f, where) for f in fields}
+                text = values[template] if template in values else template.format(**values)
+            else:
+                text = _text_field(row, "input", where)
+            target = _target(task, row, where) if task.data.target in row else None
         labels = bundle.prompter.labels
         if target is not None and task.type == "classification" and labels and target not in labels:
             raise DataError(f"label {target!r} is not one of the bundle's labels {labels}",
@@ -121,10 +140,27 @@ def read_inputs(bundle: Bundle, path: Path, id_field: str) -> list[Example]:
             raise DataError(f"id {example_id!r} repeats an earlier row's (answers are matched to rows by id)",
                             field=id_field, **where)
         seen.add(example_id)
-        examples.append(Example(id=example_id, input=text, target=target, line=line))
+        examples.append(Example(id=example_id, input=text, target=target, line=line, messages=messages))
     if not examples:
         raise DataError("the input has no rows", file=str(path))
     return examples
+
+
+def _conversation_row(task, row: dict[str, Any], where: dict) -> tuple[tuple[dict[str, str], ...], Any]:
+    """A conversation row's messages before the reply, and its target: a final assistant message is the target
+    as in the run (or, with data.target, the row's target field); a row ending with the user's message is
+    answered. The messages are in the task's field (data.messages), else in `messages` or ShareGPT's
+    `conversations`. Checked by the data's own code: an error names the file, the line and `messages[i]`."""
+    name = messages_field(task, row)
+    if name not in row and {"messages", "conversations"} & set(row):  # the task names its own field (data.messages);
+        name = "messages" if "messages" in row else "conversations"   # a row in OpenAI's or ShareGPT's is read too
+        task = task.model_copy(update={"data": task.data.model_copy(update={"messages": name})})
+    messages, _ = read_messages(row.get(name), name, where, missing=name not in row)
+    if task.data.target is None and messages and messages[-1]["role"] == "assistant":
+        messages, target, _ = _conversation(task, row, where)
+        return messages, target
+    _ends_with_user(messages, name, where, what="the conversation" if task.data.target else "the reply")
+    return messages, _target(task, row, where) if task.data.target in row else None
 
 
 def written_ids(out: Path, resume: Resume, source: str) -> dict[str, dict]:

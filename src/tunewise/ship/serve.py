@@ -1,9 +1,17 @@
 """`serve`: a bundle behind an OpenAI-compatible HTTP API (FastAPI + uvicorn, `pip install 'tunewise[serve]'`).
 
-The client sends the task's input as the last user message (chat) or as the prompt (completions); the
-server asks the model with the arm's own prompt (instruction, examples, passages) and decoding, so answers
-are the ones `predict` gives and the run measured. Earlier messages are not sent to the model: the arm's
-prompt replaces them.
+The server asks the model with the arm's own prompt (instruction, examples, passages) and decoding, so answers
+are the ones `predict` gives and the run measured. What a request's messages are depends on the task:
+
+- a single-turn task (its data has an input text): the client sends the task's input as the last user
+  message (chat) or as the prompt (completions). Earlier messages, a system message included, are not sent to
+  the model: the arm's prompt replaces them.
+- a conversation task (its rows are lists of messages): the chat request's whole history is the conversation,
+  sent as the run sent a test conversation: the arm's system message first, then its examples, then the
+  request's user and assistant messages as turns. The client's system (or `developer`) messages are the
+  conversation's own system message (several are joined, in order, by a blank line), appended to the arm's
+  system message, never replacing it. The last message must be the user's; tool messages are refused. A
+  completion's prompt is one user message.
 
 Requests that arrive together are answered together: the first waits a short window (`batch_window_ms`)
 for others, then up to `max_batch` go to the engine in one call (one batched `generate` or
@@ -38,8 +46,9 @@ from typing import Any, AsyncIterator, Callable, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..backends.openai import BackendError
-from ..errors import Interrupted, MissingDependencyError, TunewiseError
+from ..errors import DataError, Interrupted, MissingDependencyError, TunewiseError
 from ..task import Strict
+from ..task.data import Example, read_message
 from ..task.schema import not_finite
 from .bundle import Bundle
 
@@ -146,6 +155,11 @@ class CompletionRequest(_Request):
 class Job:
     text: str
     generation: dict[str, Any]
+    example: Example | None = None  # a conversation task's request, its messages checked; else built from text
+
+
+def job_examples(bundle: Bundle, jobs: list[Job]) -> list[Example]:
+    return [job.example or bundle.examples([job.text])[0] for job in jobs]
 
 
 # -- the engine: batches of jobs through the bundle ---------------------------------------------------
@@ -170,7 +184,7 @@ def answer_jobs(bundle: Bundle, jobs: list[Job]) -> list[Any]:
 
 
 def _answer(bundle: Bundle, jobs: list[Job]) -> list[Any]:
-    examples = bundle.examples([j.text for j in jobs])
+    examples = job_examples(bundle, jobs)
     try:
         return bundle.answer(examples, jobs[0].generation)
     except Exception as err:  # noqa: BLE001  reported to the request(s), the server goes on
@@ -181,7 +195,7 @@ def _answer(bundle: Bundle, jobs: list[Job]) -> list[Any]:
 
 
 def _check_context(bundle: Bundle, job: Job, limit: int) -> None:
-    example = bundle.examples([job.text])[0]
+    (example,) = job_examples(bundle, [job])
     scored = bundle.prompter.decoding == "constrained"
     answer = SCORED_ANSWER_TOKENS if scored else job.generation.get("max_tokens", bundle.task.generation.max_tokens)
     need = bundle.prompt_tokens(example) + answer
@@ -299,7 +313,12 @@ class Api:
 
     async def chat(self, request) -> "dict[str, Any] | Events":
         body = await self.body(request, ChatRequest)
-        job = Job(chat_input(body, self.settings), generation(body, self.settings, body.max_completion_tokens))
+        decoding = generation(body, self.settings, body.max_completion_tokens)
+        if self.bundle.conversation:  # the whole history, as the run sent its conversations
+            example = chat_conversation(body, self.settings, self.bundle)
+            job = Job(example.input, decoding, example)
+        else:  # the last user message alone
+            job = Job(chat_input(body, self.settings), decoding)
         (prediction,) = await self.batcher.submit([job])
         response = chat_response(self.name, prediction, body, job, self.bundle)
         return chat_events(response, _usage_chunk(body)) if body.stream else response
@@ -497,20 +516,50 @@ def generation(body: _Request, settings: ServeSettings, max_completion: int | No
     return out
 
 
-def chat_input(body: ChatRequest, settings: ServeSettings) -> str:
-    """The task input: the last message, the user's."""
+def _check_messages(body: ChatRequest, settings: ServeSettings) -> None:
     if not body.messages:
         raise ApiError(400, "messages must not be empty", param="messages")
     if len(body.messages) > settings.max_messages:
         raise ApiError(400, f"{len(body.messages)} messages; this server takes at most {settings.max_messages}",
                        param="messages")
-    last = body.messages[-1]
-    if last.role != "user":
+    if body.messages[-1].role != "user":
         raise ApiError(400, "the last message must be the user's input", param="messages")
+
+
+def chat_input(body: ChatRequest, settings: ServeSettings) -> str:
+    """A single-turn task's input: the last message, the user's."""
+    _check_messages(body, settings)
+    last = body.messages[-1]
     content = last.content if isinstance(last.content, str) else "\n".join(p.text for p in last.content or [])
     if not content.strip():
         raise ApiError(400, "the user's message is empty", param="messages")
     return content
+
+
+def chat_conversation(body: ChatRequest, settings: ServeSettings, bundle: Bundle) -> Example:
+    """A conversation task's input: the request's messages, checked as the task's data is (each message's
+    content; `messages[i]` names the one refused). System and developer messages become the conversation's
+    own system message, joined in order by a blank line; the arm's prompt appends it to its own."""
+    _check_messages(body, settings)
+    where = {"file": None, "line": None}
+    system, turns = [], []
+    for i, message in enumerate(body.messages):
+        if message.role == "tool":
+            raise ApiError(400, f"messages[{i}]: tool messages are not supported: this task's conversations are "
+                           "user and assistant messages (with a system message)", param="messages")
+        content = [p.model_dump() for p in message.content] if isinstance(message.content, list) else message.content
+        role = "system" if message.role == "developer" else message.role
+        try:
+            checked, _ = read_message({"role": role, "content": content}, f"messages[{i}]", where)
+        except DataError as err:
+            raise ApiError(400, str(err), param="messages") from None
+        (system if role == "system" else turns).append(checked)
+    own = [{"role": "system", "content": "\n\n".join(m["content"] for m in system)}] if system else []
+    try:
+        (example,) = bundle.examples([own + turns])
+    except DataError as err:  # the checks above leave nothing to refuse here; a refusal is the request's
+        raise ApiError(400, str(err), param="messages") from None
+    return example
 
 
 def completion_inputs(body: CompletionRequest, settings: ServeSettings) -> list[str]:

@@ -318,7 +318,7 @@ def read_messages(value: Any, name: str, where: dict, *, missing: bool = False) 
         raise DataError(f"expected a list of {{role, content}} messages, got {_kind(value)}", field=name, **where)
     messages, weights = [], []
     for i, item in enumerate(value):
-        message, weight = _message(item, f"{name}[{i}]", where)
+        message, weight = read_message(item, f"{name}[{i}]", where)
         if message["role"] == "system" and i > 0:
             again = any(m["role"] == "system" for m in messages)
             why = "a second system message: a conversation has at most one" if again else \
@@ -329,7 +329,8 @@ def read_messages(value: Any, name: str, where: dict, *, missing: bool = False) 
     return tuple(messages), weights
 
 
-def _message(item: Any, name: str, where: dict) -> tuple[dict[str, str], Any]:
+def read_message(item: Any, name: str, where: dict) -> tuple[dict[str, str], Any]:
+    """One message, checked: {role, content} or ShareGPT's {from, value}; returns it as {role, content} and its weight."""
     if not isinstance(item, dict):
         raise DataError(f"expected a message object {{role, content}}, got {_kind(item)}", field=name, **where)
     unknown = sorted(set(item) - MESSAGE_KEYS)
@@ -370,7 +371,7 @@ def _ends_with_user(messages: tuple[dict, ...], name: str, where: dict, *, what:
     if not any(m["role"] == "user" for m in messages):
         raise DataError(f"no user message before {what}", field=name, **where)
     if messages[-1]["role"] != "user":
-        raise DataError(f"{what} follows a {messages[-1]['role']} message; a reply answers a user message",
+        raise DataError(f"{what} follows an {messages[-1]['role']} message; a reply answers a user message",
                         field=f"{name}[{len(messages) - 1}]", **where)
 
 
