@@ -330,7 +330,8 @@ def read_messages(value: Any, name: str, where: dict, *, missing: bool = False) 
 
 
 def read_message(item: Any, name: str, where: dict) -> tuple[dict[str, str], Any]:
-    """One message, checked: {role, content} or ShareGPT's {from, value}; returns it as {role, content} and its weight."""
+    """One message, checked: {role, content} or ShareGPT's {from, value}; returns it as {role, content} and
+    its weight."""
     if not isinstance(item, dict):
         raise DataError(f"expected a message object {{role, content}}, got {_kind(item)}", field=name, **where)
     unknown = sorted(set(item) - MESSAGE_KEYS)
