@@ -316,6 +316,12 @@ def test_the_report_measures_facts_never_seen_in_training_apart(tmp_path):
     assert rows["facts not in training"].startswith(f"exact_match 0.000 (95% CI 0.000–0.000) on the "
                                                     f"{groups['unseen']['n']} test items whose answer no train")
     assert rows["consistency"].startswith("the same answer in 100% of 2 samples")
+    assert "(token F1 1.00 between two samples)" in rows["consistency"]
+
+
+def test_sample_similarity_is_the_mean_token_f1_of_pairs():
+    from tunewise.measure.consistency import similarity
+    assert similarity([["a b", "a c"], ["x", "x", "x"]]) == pytest.approx((0.5 + 1.0) / 2)
 
 
 def test_searched_and_calibrated_scoring_on_routed_conversations(tmp_path):

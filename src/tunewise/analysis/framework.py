@@ -37,6 +37,8 @@ def _consistency_cell(report: RunReport, arm) -> str:
     if c is None or c.sample_agreement is None:
         return "not measured"
     text = f"the same answer in {c.sample_agreement:.0%} of {c.samples} samples at temperature {c.temperature:g}"
+    if c.sample_similarity is not None:
+        text += f" (token F1 {c.sample_similarity:.2f} between two samples)"
     if c.paraphrase_agreement is not None:
         text += f", {c.paraphrase_agreement:.0%} across {c.paraphrases} reworded instructions"
     return text + f" ({c.items} items)"

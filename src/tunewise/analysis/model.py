@@ -27,6 +27,7 @@ class Consistency(_Model):
     temperature: float
     format_ok: float | None = None
     sample_agreement: float | None = None
+    sample_similarity: float | None = None  # generation: mean token F1 between two samples of an item
     paraphrase_agreement: float | None = None
     paraphrases: int | None = None
     seconds: float | None = None  # the pass's wall time (runs before this field: unknown)

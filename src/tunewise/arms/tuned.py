@@ -251,7 +251,7 @@ class TunedArm(_Prompted):
             except ValueError as err:
                 raise TunewiseError(f"arm {self.name!r}: {err}", field="train.loss_on") from None
         return build_example(chat.tokenizer, chat.render(messages), example.target_text, chat.end_of_turn_id(),
-                             settings.max_length, learned)
+                             settings.max_length, learned, chat.leading_ids())
 
     def _dev_evaluator(self, base, splits: Splits):
         """Dev metric after each epoch: the task's decision metric on up to eval_max dev items.

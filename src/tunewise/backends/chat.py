@@ -14,12 +14,19 @@ class ChatFormat:
         self.tokenizer = tokenizer
         self._end_of_turn: int | None = None
         self._found = False
+        self._leading: list[int] | None = None
+
+    @property
+    def plain(self) -> bool:
+        """No chat template (a base model): messages are rendered as plain text, see `render`."""
+        return self.tokenizer.chat_template is None
 
     def render(self, messages: list[Message]) -> str:
-        """The chat-templated prompt text, ending where the assistant's answer starts."""
+        """The chat-templated prompt text, ending where the assistant's answer starts. Without a chat template,
+        the plain rendering: each message's content followed by a blank line, the answer after the last."""
         tok = self.tokenizer
         messages = list(messages)
-        if tok.chat_template is None:
+        if self.plain:
             return "\n\n".join(m["content"] for m in messages) + "\n\n"
         try:
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -44,7 +51,29 @@ class ChatFormat:
         return spans
 
     def encode(self, messages: list[Message]) -> list[int]:
-        return self.tokens(self.render(messages))
+        return self.leading_ids() + self.tokens(self.render(messages))
+
+    def leading_ids(self) -> list[int]:
+        """The special tokens the tokenizer puts before a text (a base model's <bos>), sent before a plain
+        rendering as the model saw them in training; a chat template writes its own (Gemma's starts with
+        {{ bos_token }}), so with one there are none to add."""
+        if not self.plain:
+            return []
+        if self._leading is None:
+            tok = self.tokenizer
+            text = tok("a", add_special_tokens=False)["input_ids"]
+            special = tok("a", add_special_tokens=True)["input_ids"]
+            at = next((i for i in range(len(special) - len(text) + 1) if special[i:i + len(text)] == text), 0)
+            self._leading = special[:at]
+        return list(self._leading)
+
+    def rendering(self) -> str:
+        """How prompts are rendered for this model, in words (the report and the model card name it)."""
+        if not self.plain:
+            return "the tokenizer's chat template"
+        bos = self.tokenizer.convert_ids_to_tokens(self.leading_ids())
+        start = f"{''.join(bos)} then " if bos else ""
+        return f"plain text (no chat template): {start}each message's content followed by a blank line"
 
     def tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

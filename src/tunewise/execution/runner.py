@@ -197,12 +197,15 @@ def _run_arms(ctx: RunContext) -> tuple[dict[str, dict], dict[str, float]]:
         store.start_arm(run_id, unit.name, unit.position, arm_config(unit.config), arm.prompt_template(),
                         arm.training, unit.curve)
 
+    noted: set[str] = set()  # the models whose plain rendering the run's notes name
+
     def on_done(result) -> None:
         store.start_arm(run_id, result.name, result.position, result.config, result.prompt, result.training,
                         result.curve)  # a no-op locally; a Ray unit's first write
         store.save_predictions(run_id, result.name, result.rows)
         store.finish_arm(run_id, result.name, result.summary, result.wall_s)
         _warn_long_prompts(store, run_id, result.model, result.name, result.rows, task, log)
+        _note_rendering(store, run_id, result, task, log, noted)
         _warn_verbose_judge(store, run_id, result.name, result.summary, log)
         summaries[result.name] = result.summary
         seconds[result.name] = result.unit_s
@@ -282,6 +285,33 @@ def _executor(task: Task, log):
         return LocalExecutor()
     from .ray_executor import RayExecutor
     return RayExecutor(task.executor)
+
+
+NEAR_ZERO = 0.05  # a prompt arm scoring below this on a base model most likely was not followed
+
+
+def _note_rendering(store: Store, run_id: str, result, task: Task, log, noted: set[str]) -> None:
+    """A model without a chat template (a base model) is asked in a plain rendering: the run's notes name it
+    once, and a prompt arm that scores near zero on it is told why it may have."""
+    if is_remote(result.model, task.endpoints):
+        return
+    from ..backends.models import rendering
+    plain, how = rendering(result.model)
+    if not plain:
+        return
+    notes = []
+    if result.model not in noted:
+        noted.add(result.model)
+        notes.append(f"note: model {result.model!r} has no chat template (a base model): prompts are rendered as "
+                     f"{how}, in training, evaluation and export alike")
+    metric = result.summary["metrics"].get(task.decision_metric()[0], {})
+    if traits(result.config["type"]).prompting and (metric.get("value") or 0) < NEAR_ZERO:
+        notes.append(f"warning: arm {result.name!r} scored {metric.get('value') or 0:.3f} on {result.model!r}, a "
+                     f"base model with no chat template: it was not trained to follow instructions; show it worked "
+                     f"examples (few_shot) or fine-tune it")
+    for text in notes:
+        log(text)
+    store.add_warnings(run_id, notes)
 
 
 def _warn_long_prompts(store: Store, run_id: str, model: str, name: str, rows: list[dict], task: Task, log) -> None:

@@ -42,7 +42,10 @@ def measure(arm: Arm, examples, backend: Backend, task: Task, progress=None) -> 
     base = arm.predict(items, backend)
     out: dict[str, Any] = {"items": len(items), "samples": config.samples, "temperature": config.temperature,
                            "format_ok": float(np.mean([p.parsed is not None for p in base]))}
-    out["sample_agreement"] = _sample_agreement(arm, items, backend, config, base, task.splits.seed)
+    samples = _samples(arm, items, backend, config, base, task.splits.seed)
+    out["sample_agreement"] = agreement(samples)
+    if task.type == "generation":  # sentences rarely repeat word for word: how close the samples are, too
+        out["sample_similarity"] = similarity(samples)
     if progress:
         progress(1)
     if not arm.asks_instruction:
@@ -71,7 +74,19 @@ def item_count(arm: Arm, n_test: int, task: Task) -> int:
     return max(1, count)
 
 
-def _sample_agreement(arm: Arm, items, backend, config: ConsistencyConfig, base, seed: int) -> float:
+def similarity(answers_per_item: list[list[Any]]) -> float:
+    """Mean token F1 between two samples of an item, over every pair (1.0: the same words every time)."""
+    from .metrics import token_f1
+    means = []
+    for answers in answers_per_item:
+        pairs = [(a, b) for i, a in enumerate(answers) for b in answers[i + 1:]]
+        if pairs:
+            means.append(np.mean([token_f1(a, b) for a, b in pairs]))
+    return float(np.mean(means)) if means else float("nan")
+
+
+def _samples(arm: Arm, items, backend, config: ConsistencyConfig, base, seed: int) -> list[list[Any]]:
+    """Each item's answers sampled `config.samples` times at the temperature."""
     if arm.decoding == "constrained":
         # scored labels: sample from softmax(logprob / T) over the labels, no model call needed
         rng = np.random.default_rng(seed)
@@ -82,10 +97,10 @@ def _sample_agreement(arm: Arm, items, backend, config: ConsistencyConfig, base,
             probs = np.exp(logits - logits.max())
             probs /= probs.sum()
             answers.append([labels[i] for i in rng.choice(len(labels), size=config.samples, p=probs)])
-        return agreement(answers)
+        return answers
     answers = [[] for _ in items]
     for sample in range(config.samples):
         sampled = arm.variant(sampling=(config.temperature, sample)).predict(items, backend)
         for row, pred in zip(answers, sampled):
             row.append(pred.parsed)
-    return agreement(answers)
+    return answers

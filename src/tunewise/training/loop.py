@@ -34,20 +34,20 @@ class SFTExample:
 
 
 def build_example(tokenizer, prompt_text: str, answer: str, eos_id: int, max_length: int,
-                  learned: list[tuple[int, int]] = ()) -> SFTExample:
+                  learned: list[tuple[int, int]] = (), leading: list[int] = ()) -> SFTExample:
     """Prompt tokens unlabeled; answer tokens and the end-of-turn token labeled. `learned`: character spans of
     the prompt labeled too (a conversation's earlier assistant messages), each with the end-of-turn token
-    that follows it."""
+    that follows it. `leading`: special tokens before the prompt (a plain rendering's <bos>)."""
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prompt, labels, cursor = [], [], 0
+    prompt, labels, cursor = list(leading), [-100] * len(leading), 0
     for start, end in learned:
         plain, said = encode(prompt_text[cursor:start]), encode(prompt_text[start:end])
         prompt += plain + said
-        labels += _after_turn(plain, eos_id, bool(labels)) + said
+        labels += _after_turn(plain, eos_id, cursor > 0) + said
         cursor = end
     plain = encode(prompt_text[cursor:])
     prompt += plain
-    labels += _after_turn(plain, eos_id, bool(labels))
+    labels += _after_turn(plain, eos_id, cursor > 0)
     completion = encode(answer) + [eos_id]
     ids = (prompt + completion)[-max_length:]  # keep the answer when cutting
     labels = (labels + completion)[-max_length:]
