@@ -321,7 +321,7 @@ def test_the_report_measures_facts_never_seen_in_training_apart(tmp_path):
 
 def test_sample_similarity_is_the_mean_token_f1_of_pairs():
     from tunewise.measure.consistency import similarity
-    assert similarity([["a b", "a c"], ["x", "x", "x"]]) == pytest.approx((0.5 + 1.0) / 2)
+    assert similarity([["red box", "red cup"], ["x", "x", "x"]]) == pytest.approx((0.5 + 1.0) / 2)
 
 
 def test_searched_and_calibrated_scoring_on_routed_conversations(tmp_path):
