@@ -1,0 +1,109 @@
+"""A model without a chat template (a base model) is asked in a plain rendering with the special tokens its
+tokenizer adds (<bos>), in evaluation and training alike, and the run says so; a GGUF file is a model."""
+
+import json
+
+import pytest
+
+import tunewise
+from conftest import CORPUS
+from tunewise.arms import arm_class
+from tunewise.backends.chat import ChatFormat
+from tunewise.task import validate_task
+from tunewise.task.data import load_examples
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory):
+    """A tiny random Llama whose tokenizer puts <s> before every text and has no chat template."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-base")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS, vocab_size=400, min_frequency=1, special_tokens=["<s>", "</s>"])
+    bpe._tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
+                                        pad_token="</s>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=0, eos_token_id=1, pad_token_id=1, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def words_task(tmp_path, model, arms):
+    rows = [{"word": w, "label": lab} for w, lab in [("happy", "positive"), ("sad", "negative")] * 8]
+    (tmp_path / "w.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return validate_task({"type": "classification", "instruction": "Classify the sentiment of the word.",
+                          "data": {"path": "w.jsonl", "input": "Word: {word}", "target": "label"},
+                          "model": str(model), "base_dir": str(tmp_path), "consistency": {"enabled": False},
+                          "splits": {"train": 0.5, "dev": 0.25, "test": 0.25, "seed": 0},
+                          "generation": {"max_tokens": 2}, "arms": arms})
+
+
+def test_the_plain_rendering_starts_with_the_tokenizers_bos(base_model_dir):
+    from transformers import AutoTokenizer
+    chat = ChatFormat(AutoTokenizer.from_pretrained(str(base_model_dir)))
+    messages = [{"role": "system", "content": "Classify."}, {"role": "user", "content": "Word: happy"}]
+    ids = chat.encode(messages)
+    assert chat.plain and chat.leading_ids() == [0]
+    assert chat.tokenizer.decode(ids) == "<s>Classify.\n\nWord: happy\n\n"
+    assert chat.rendering() == "plain text (no chat template): <s> then each message's content followed by a blank line"
+
+
+def test_a_chat_template_writes_its_own_special_tokens(tiny_model_dir):
+    from transformers import AutoTokenizer
+    chat = ChatFormat(AutoTokenizer.from_pretrained(str(tiny_model_dir)))
+    assert not chat.plain and chat.leading_ids() == [] and chat.rendering() == "the tokenizer's chat template"
+
+
+def test_training_sequences_start_with_bos_unlabeled(tmp_path, base_model_dir):
+    from transformers import AutoTokenizer
+    task = words_task(tmp_path, base_model_dir, [{"type": "lora"}])
+    arm = arm_class("lora")(task.arms[0], task, ["negative", "positive"], {})
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
+    example = load_examples(task)[0]
+    built = arm._sft_example(ChatFormat(tokenizer), example, arm.settings(8))
+    assert built.input_ids[0] == 0 and built.labels[0] == -100
+    assert tokenizer.decode(built.input_ids) == f"<s>Word: happy\n\n{example.target}</s>"
+    assert tokenizer.decode([t for t, label in zip(built.input_ids, built.labels) if label != -100]) == \
+        f"{example.target}</s>"
+
+
+def test_evaluation_sends_bos_and_the_run_names_the_rendering(tmp_path, base_model_dir):
+    from tunewise.backends.local import LocalBackend
+    from tunewise.store import Store
+    backend = LocalBackend(str(base_model_dir), device="cpu")
+    assert backend.encode([{"role": "user", "content": "Word: sad"}])[0] == 0
+    task = words_task(tmp_path, base_model_dir, [{"type": "zero_shot"}])
+    result = tunewise.run(task, home=tmp_path / "home", progress=False)
+    warnings = Store(result.store_path).get_run(result.run_id)["info"]["warnings"]
+    assert any("has no chat template (a base model): prompts are rendered as plain text" in w for w in warnings)
+
+
+def test_a_file_that_is_not_gguf_is_one_line(tmp_path):
+    from tunewise.backends.models import model_problem
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 a zip file")
+    assert model_problem(str(fake)) == f"{str(fake)!r} is not a GGUF file (it does not start with the GGUF " \
+                                       f"magic bytes)"
+
+
+def test_a_gguf_of_an_architecture_transformers_cannot_read_names_it(tmp_path):
+    import gguf
+    from tunewise.backends.models import gguf_header, model_problem
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(str(path), "rwkv7")
+    writer.add_context_length(4096)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    assert gguf_header(path, ("general.architecture", "rwkv7.context_length")) == {
+        "general.architecture": "rwkv7", "rwkv7.context_length": 4096}
+    problem = model_problem(str(path))
+    assert problem.startswith("odd.gguf: its architecture 'rwkv7' is not one transformers reads from GGUF")
