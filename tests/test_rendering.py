@@ -96,6 +96,7 @@ def test_a_file_that_is_not_gguf_is_one_line(tmp_path):
 
 def test_a_gguf_of_an_architecture_transformers_cannot_read_names_it(tmp_path):
     import gguf
+
     from tunewise.backends.models import gguf_header, model_problem
     path = tmp_path / "odd.gguf"
     writer = gguf.GGUFWriter(str(path), "rwkv7")
