@@ -13,7 +13,7 @@ from tunewise.task import validate_task
 from tunewise.task.data import load_examples
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def base_model_dir(tmp_path_factory):
     """A tiny random Llama whose tokenizer puts <s> before every text and has no chat template."""
     import torch
@@ -108,3 +108,46 @@ def test_a_gguf_of_an_architecture_transformers_cannot_read_names_it(tmp_path):
         "general.architecture": "rwkv7", "rwkv7.context_length": 4096}
     problem = model_problem(str(path))
     assert problem.startswith("odd.gguf: its architecture 'rwkv7' is not one transformers reads from GGUF")
+
+
+# ---------------------------------------------------------------- the model card's code, run as written
+def card_code(bundle) -> str:
+    """The card's transformers block, as a user would copy it."""
+    card = (bundle / "README.md").read_text()
+    blocks = card.split("```python\n")[1:]
+    code = next(b.split("```")[0] for b in blocks if "from transformers import" in b)
+    return code.replace("BUNDLE", str(bundle))
+
+
+def run_card(bundle, text: str) -> str:
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(card_code(bundle).replace('"YOUR INPUT"', repr(text)), {})  # noqa: S102
+    return out.getvalue().strip()
+
+
+@pytest.mark.parametrize("chat_template", [True, False], ids=["chat template", "plain rendering"])
+def test_the_cards_code_reproduces_predict(tmp_path, tiny_model_dir, base_model_dir, chat_template):
+    from tunewise.ship.bundle import Bundle
+    from tunewise.ship.export import export
+    from tunewise.store import Store
+    model = tiny_model_dir if chat_template else base_model_dir
+    task = words_task(tmp_path, model, [{"type": "structured"},
+                                        {"type": "lora", "train": {"epochs": 1, "learning_rate": 0.01}}])
+    task = task.model_copy(update={"generation": task.generation.model_copy(update={"max_tokens": 5})})
+    result = tunewise.run(task, home=tmp_path / "home", progress=False)
+    store = Store(result.store_path)
+    for arm in ("structured", "lora"):
+        out = tmp_path / f"bundle-{arm}"
+        export(store, result.run_id, out, arm)
+        bundle = Bundle.load(out, device="cpu")
+        examples = bundle.examples(["Word: happy", "Word: gloomy"])
+        answers = [p.raw for p in bundle.answer(examples)]
+        assert any(answers) and [run_card(out, e.input) for e in examples] == answers
+        card = (out / "README.md").read_text()
+        assert str(tmp_path / "home") not in card and ".cache" not in card  # no path of this machine
+        if arm == "lora":
+            config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+            assert config["base_model_name_or_path"] == str(model)

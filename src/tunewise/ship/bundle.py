@@ -77,6 +77,11 @@ class ModelRef(Strict):
     endpoint: Endpoint | None = Field(None, description="an OpenAI-compatible server (its key is never stored)")
     weights: Literal["adapter", "model"] | None = Field(None, description="tuned weights in the bundle")
     merged: bool = False
+    # how a local model's prompts become tokens, so the model card's code reproduces predict without tunewise
+    rendering: Literal["chat_template", "plain"] | None = Field(
+        None, description="chat_template: the tokenizer's; plain: each message's content and a blank line")
+    leading_ids: list[int] = Field(default_factory=list, description="special tokens before a plain rendering")
+    stop_ids: list[int] = Field(default_factory=list, description="tokens that end an answer")
 
 
 class Manifest(Strict):

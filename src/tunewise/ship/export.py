@@ -8,6 +8,7 @@ messages are the input; the store keeps only their transcript and the prompts se
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..analysis.build import build_report
 from ..analysis.model import RunReport
 from ..arms import PromptArm, arm_class, build
+from ..backends import local_weights
 from ..backends.models import model_key, resolve_model
 from ..errors import TunewiseError
 from ..store.owned import cannot_write, make_folder
@@ -182,14 +184,16 @@ def _write_weights(out: Path, task: Task, stored: dict[str, Any], model: str, me
             raise TunewiseError("--merge needs a local model; this arm asks an endpoint")
         return ModelRef(name=model, key=f"openai:{endpoint.base_url}|{endpoint.model}",
                         endpoint=_without_credentials(endpoint, log))
-    ref = ModelRef(name=model, key=model_key(model), path=resolve_model(model))
+    weights = local_weights(model, task.endpoints)
+    ref = ModelRef(name=model, key=model_key(model), path=resolve_model(model),
+                   **(_rendering(weights) if weights else {}))
     tuned = Path((stored["training"] or {}).get("path") or "")
     if stored["training"] is None or not tuned.name:  # a prompt arm
         if merge:
             raise TunewiseError("--merge needs a LoRA arm; this arm has no tuned weights")
         return ref
     if (tuned / "adapter").is_dir():
-        _copy_adapter(tuned / "adapter", out / "adapter")
+        _copy_adapter(tuned / "adapter", out / "adapter", model)
         ref.weights = "adapter"
         if merge:
             log("merging the adapter into the base model")
@@ -206,12 +210,35 @@ def _write_weights(out: Path, task: Task, stored: dict[str, Any], model: str, me
     return ref
 
 
-def _copy_adapter(source: Path, target: Path) -> None:
-    """PEFT's adapter files (peft and vLLM load them) and the tokenizer saved beside them."""
+def _rendering(model: str) -> dict[str, Any]:
+    """How the local model's prompts become tokens and where its answers end, read from its tokenizer and
+    generation config (no weights loaded): what the model card's code needs to reproduce predict."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from ..backends.chat import ChatFormat
+    path = resolve_model(model)
+    chat = ChatFormat(AutoTokenizer.from_pretrained(path))
+    stops = {chat.tokenizer.eos_token_id, chat.end_of_turn_id()}
+    try:
+        eos = GenerationConfig.from_pretrained(path).eos_token_id
+    except OSError:  # no generation_config.json
+        eos = None
+    stops.update(eos if isinstance(eos, list) else [eos])
+    return {"rendering": "plain" if chat.plain else "chat_template", "leading_ids": chat.leading_ids(),
+            "stop_ids": sorted(t for t in stops if t is not None)}
+
+
+def _copy_adapter(source: Path, target: Path, base: str) -> None:
+    """PEFT's adapter files (peft and vLLM load them) and the tokenizer saved beside them. The adapter's
+    config names its base model as the run named it, not the directory of this machine it was loaded from."""
     shutil.copytree(source, target)
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         if not (target / name).exists():
             raise TunewiseError(f"the adapter lacks {name}", file=str(source))
+    config_file = target / "adapter_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 def _merge(model: str, adapter: Path, target: Path) -> None:
