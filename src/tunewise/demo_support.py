@@ -14,7 +14,7 @@ import json
 import random
 from datetime import date, timedelta
 
-CONVERSATIONS = 240
+CONVERSATIONS = 160
 ORDER_SHARE = 0.6      # the rest ask about a policy
 SHORT_SHARE = 0.25     # conversations of one customer turn; the others have three turns before the reply
 REPEAT_SHARE = 0.15    # conversations by a customer who already had one
