@@ -89,6 +89,9 @@ BAD = {
     "image part": ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]},
                                  {"role": "assistant", "content": "x"}]}, "messages[0].content",
                    "content part of type 'image_url'"),
+    "untrained target": ({"messages": [{"role": "user", "content": "hi"},
+                                       {"role": "assistant", "content": "x", "weight": 0}]},
+                         "messages[1].weight", "it is the target"),
     "bad weight": ({"messages": [{"role": "user", "content": "hi", "weight": 0},
                                  {"role": "assistant", "content": "x"}]}, "messages[0].weight", "weight 0"),
 }

@@ -299,6 +299,9 @@ def _conversation(task: Task, row: dict[str, Any], where: dict) -> tuple[tuple[d
                         f"reply to learn and to measure; or name a target field with data.target",
                         field=f"{name}[{max(last, 0)}]", **where)
     _ends_with_user(messages[:-1], name, where, what="the final assistant message")
+    if weights[-1] == 0:
+        raise DataError("weight 0 on the final assistant message: it is the target, what is learned and measured",
+                        field=f"{name}[{last}].weight", **where)
     target = _target_value(task, messages[-1]["content"], f"{name}[{last}].content", where)
     return messages[:-1], target, _zero_weights(weights[:-1])
 
