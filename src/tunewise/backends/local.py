@@ -10,6 +10,45 @@ from ..registry import BackendType, register_backend
 from .base import ChoiceScores, Generation, GenRequest, Message, Progress, ScoreRequest, finish_text, json_object_end
 from .models import model_key, quiet_transformers, resolve_model
 
+ATTENTION_KINDS = ("full_attention", "sliding_attention")
+
+
+def layer_windows(config) -> dict[str, int | None]:
+    """Each kind of attention layer the model has, with the window its layers see (None: every position).
+    As transformers reads a config: `layer_types` where given, else every layer slides when `sliding_window`
+    is set (Mistral, Phi-3), is chunked with `attention_chunk_size`, or sees everything."""
+    text = config.get_text_config(decoder=True)
+    window = getattr(text, "sliding_window", None)
+    kinds = getattr(text, "layer_types", None) or [
+        "sliding_attention" if window else "chunked_attention" if getattr(text, "attention_chunk_size", None)
+        else "full_attention"]
+    return {kind: window if kind == "sliding_attention" else None for kind in kinds}
+
+
+def fast_paths(config) -> tuple[bool, str]:
+    """Whether tree scoring and shared-prefix decoding give this model's own numbers; if not, why.
+
+    They model causal attention over every position or in a sliding window (the tree's mask holds the window;
+    decoding runs without the shared prefix when the window could hide part of it), and the output head's
+    soft cap (`output_logits`). Other layers (chunked, linear, recurrent) and bidirectional attention they
+    do not, so such a model runs the plain paths."""
+    other = sorted(set(layer_windows(config)) - set(ATTENTION_KINDS))
+    if other:
+        return False, f"layer types {other}"
+    if getattr(config.get_text_config(decoder=True), "use_bidirectional_attention", False):
+        return False, "bidirectional attention"
+    return True, ""
+
+
+def output_logits(model, states):
+    """The output head as the model's own forward applies it: the projection, then the logits' soft cap
+    (`tanh(x / cap) * cap`, Gemma 2) where the config has one. Training and scoring alike run it on a few
+    hidden states instead of the whole sequence."""
+    import torch
+    logits = model.get_output_embeddings()(states)
+    cap = getattr(model.config.get_text_config(decoder=True), "final_logit_softcapping", None)
+    return logits if cap is None else torch.tanh(logits / cap) * cap
+
 
 def pick_device(device: str) -> str:
     if device != "auto":
@@ -36,6 +75,9 @@ class LocalBackend:
         self._model = model_obj
         self._tokenizer = tokenizer
         self._chat = None
+        # which path the last call of each kind ran, and why not the fast one: {"score": "tree" | "plain: …",
+        # "decode": "shared prefix" | "copied prefix" | "no prefix to share" | "no shared prefix: …" | "plain: …"}
+        self.paths: dict[str, str] = {}
 
     @classmethod
     def sharing(cls, base: "LocalBackend", model: Any, key: str) -> "LocalBackend":
@@ -111,10 +153,12 @@ class LocalBackend:
     def _generate_batch(self, prompts: list[list[int]], requests: list[GenRequest]) -> list[Generation]:
         params = requests[0].params
         start = time.perf_counter()
-        if self.prefix_cache:
+        why = self._why_plain()
+        if why is None:
             rows = self._decode(prompts, params, [r.sample for r in requests])
         else:
             rows = self._generate_plain(prompts, params, requests[0].sample)
+            self.paths["decode"] = f"plain: {why}"
         per_item = (time.perf_counter() - start) / len(prompts)
         stops = self.stop_token_ids()
         gens = []
@@ -151,15 +195,32 @@ class LocalBackend:
         answer does not depend on which other requests share its batch.
         """
         shared = _common_prefix_len(prompts)
+        hidden = self._window_hides(prompts, params)
+        if hidden:  # the rows' own caches, as transformers' generate keeps them, mask the window exactly
+            self.paths["decode"] = f"no shared prefix: {hidden}"
+            return self._decode_rows(prompts, 0, params, samples, None, None)
         prefix_kv = self._prefix_kv(prompts[0][:shared]) if shared else None
         if prefix_kv is not None:
             from .shared_prefix import Unsupported, reading
             try:
                 with reading(self.model, prefix_kv) as state:
-                    return self._decode_rows(prompts, shared, params, samples, prefix_kv, state)
+                    rows = self._decode_rows(prompts, shared, params, samples, prefix_kv, state)
+                self.paths["decode"] = "shared prefix"
+                return rows
             except Unsupported:
                 pass  # this model's attention does not go through the interface: copy the prefix per row
+        self.paths["decode"] = "copied prefix" if prefix_kv is not None else "no prefix to share"
         return self._decode_rows(prompts, shared, params, samples, prefix_kv, None)
+
+    def _window_hides(self, prompts: list[list[int]], params) -> str:
+        """Why a sliding window could hide part of a row's prompt or answer from it ("": it cannot). The
+        shared prefix's keys sit at positions a left-padded row's own cache does not share, so a window
+        that binds is not masked exactly there."""
+        windows = [w for w in layer_windows(self.model.config).values() if w]
+        longest = max(len(p) for p in prompts) + params.max_tokens
+        if windows and longest > min(windows):
+            return f"sliding window of {min(windows)} tokens < {longest} of prompt and answer"
+        return ""
 
     def _decode_rows(self, prompts, shared: int, params, samples, prefix_kv, reading) -> list[list[int]]:
         import torch
@@ -232,10 +293,12 @@ class LocalBackend:
         choices = [[choice_ids[c] for c in r.choices] for r in requests]
         scores = [[0.0] * len(r.choices) for r in requests]
         seconds = [0.0] * len(requests)
-        if self.prefix_cache:
+        why = self._why_plain()
+        if why is None:
             self._score_trees(prompts, choices, scores, seconds, progress)
         else:
             self._score_plain(prompts, choices, scores, seconds, progress)
+        self.paths["score"] = "tree" if why is None else f"plain: {why}"
         return [ChoiceScores(scores[i], len(prompts[i]), 0, seconds[i]) for i in range(len(requests))]
 
     def _score_trees(self, prompts, choices, scores, seconds, progress) -> None:
@@ -259,27 +322,39 @@ class LocalBackend:
         import torch
         from transformers import DynamicCache
         tree = pack.tree
-        dtype = self.model.dtype
-        allowed = torch.from_numpy(tree.ancestry())
-        allowed = torch.cat([torch.ones(len(tree), shared, dtype=torch.bool), allowed], dim=1)
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-        cache = None if prefix_kv is None else DynamicCache(ddp_cache_data=prefix_kv, config=self.model.config)
+        # no config: every layer's cache holds the whole prefix, a sliding layer's too (the mask has its window)
+        cache = None if prefix_kv is None else DynamicCache(ddp_cache_data=prefix_kv)
         nodes = sorted({read.node for read in pack.reads})
         slot = {node: k for k, node in enumerate(nodes)}
         with torch.inference_mode():
             hidden = self.model.get_decoder()(
                 input_ids=torch.tensor([tree.tokens], device=self.device),
                 position_ids=torch.tensor([[shared + d for d in tree.depths]], device=self.device),
-                attention_mask=mask[None, None].to(self.device), use_cache=cache is not None,
+                attention_mask=self._tree_mask(tree, shared), use_cache=cache is not None,
                 **{self._cache_arg: cache}).last_hidden_state[0]
             return self._logprobs(hidden[torch.tensor(nodes, device=self.device)],
                                   [slot[r.node] for r in pack.reads], [r.token for r in pack.reads])
+
+    def _tree_mask(self, tree, shared: int):
+        """The pack's additive mask, (1, 1, nodes, prefix + nodes): a node sees the prefix and its own ancestors,
+        and in a sliding-window layer only those fewer than `window` positions before it. One mask per kind of
+        layer where the model mixes them (Gemma 2/3), as transformers' own masks for such models come."""
+        import torch
+        allowed = torch.cat([torch.ones(len(tree), shared, dtype=torch.bool), torch.from_numpy(tree.ancestry())], 1)
+        query = shared + torch.tensor(tree.depths)
+        behind = query[:, None] - torch.cat([torch.arange(shared), query])[None, :]
+        dtype, masks = self.model.dtype, {}
+        for kind, window in layer_windows(self.model.config).items():
+            seen = allowed if window is None else allowed & (behind < window)
+            mask = torch.zeros(seen.shape, dtype=dtype).masked_fill(~seen, torch.finfo(dtype).min)
+            masks[kind] = mask[None, None].to(self.device)
+        return masks if len(masks) > 1 else next(iter(masks.values()))
 
     def _logprobs(self, states, rows: list[int], tokens: list[int]) -> list[float]:
         """log p(token | state) for each (row, token): only the distinct states go through the output head,
         a few rows, not batch x sequence x vocabulary."""
         import torch
-        logprobs = torch.log_softmax(self.model.get_output_embeddings()(states).float(), dim=-1)
+        logprobs = torch.log_softmax(output_logits(self.model, states).float(), dim=-1)
         return logprobs[torch.tensor(rows, device=self.device), torch.tensor(tokens, device=self.device)].tolist()
 
     def _score_plain(self, prompts, choices, scores, seconds, progress) -> None:
@@ -315,7 +390,7 @@ class LocalBackend:
     def _compute_prefix_kv(self, prefix: list[int]):
         import torch
         from transformers import DynamicCache
-        cache = DynamicCache(config=self.model.config)
+        cache = DynamicCache()  # no config: a sliding-window layer keeps the whole prefix too (see _tree_mask)
         with torch.inference_mode():
             self.model.get_decoder()(input_ids=torch.tensor([prefix], device=self.device),
                                      use_cache=True, **{self._cache_arg: cache})
@@ -339,6 +414,13 @@ class LocalBackend:
         for (b, j, _, _), value in zip(targets, values):
             out[b][j] = out[b].get(j, 0.0) + value
         return out
+
+    def _why_plain(self) -> str | None:
+        """Why the fast paths do not run for this model (None: they do)."""
+        if not self.prefix_cache:
+            return "prefix_cache off"
+        fast, why = fast_paths(self.model.config)
+        return None if fast else why
 
     @property
     def _cache_arg(self) -> str:

@@ -6,7 +6,9 @@ each step copies n rows x prefix again. Here each row's cache holds only its own
 the queries attend to the prefix (batch 1, broadcast over the rows) and to their own keys in one softmax:
 the same attention, without the copies. It plugs into transformers' attention interface, so any model
 that dispatches attention through it (Llama, Qwen, Mistral, Gemma, ...) gets it; a model that does not is
-noticed (no call reached us) and decoded the plain way.
+noticed (no call reached us) and decoded the plain way. Soft-capped attention scores (Gemma 2) are capped
+here as in transformers' eager attention; a sliding window is not modelled (the caller decodes without the
+shared prefix when a window could bind), nor are attention sinks.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _registered = False
 
 
 class Unsupported(RuntimeError):
-    """The model's attention needs something this implementation does not do (sliding windows, soft caps)."""
+    """The model's attention needs something this implementation does not do (a binding window, sinks)."""
 
 
 @dataclass
@@ -39,22 +41,28 @@ def attention(module, query, key, value, attention_mask, scaling=None, dropout=0
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
                                       dropout=dropout, **kwargs)
-    if any(kwargs.get(name) is not None for name in ("sliding_window", "softcap", "s_aux")):
-        raise Unsupported(f"attention with {sorted(k for k in kwargs if kwargs[k] is not None)}")
+    if kwargs.get("s_aux") is not None:
+        raise Unsupported("attention sinks")
     import torch
-    prefix.calls += 1
     prefix_keys, prefix_values = prefix.kv[module.layer_idx]
+    n, window = prefix_keys.shape[2], kwargs.get("sliding_window")
+    # a query and a key are at most n + s - 1 positions apart: a window of n + s or more hides nothing
+    if window is not None and n + key.shape[2] > window:
+        raise Unsupported(f"a sliding window of {window} over {n + key.shape[2]} keys")
+    prefix.calls += 1
     b, heads, t, d = query.shape
     groups = key.shape[1]
     # query heads grouped by the key/value head they read (as repeat_kv orders them): no repeated keys
     q = query.reshape(b, groups, heads // groups, t, d)
     scale = d ** -0.5 if scaling is None else scaling
-    before = torch.einsum("bgrtd,gpd->bgrtp", q, prefix_keys[0]) * scale
-    own = torch.einsum("bgrtd,bgsd->bgrts", q, key) * scale
+    scores = torch.cat([torch.einsum("bgrtd,gpd->bgrtp", q, prefix_keys[0]),
+                        torch.einsum("bgrtd,bgsd->bgrts", q, key)], dim=-1) * scale
+    softcap = kwargs.get("softcap")
+    if softcap is not None:  # as eager attention caps them (Gemma 2): before the mask
+        scores = torch.tanh(scores / softcap) * softcap
     if attention_mask is not None:
-        own = own + attention_mask[:, :, None]
-    weights = torch.softmax(torch.cat([before, own], dim=-1).float(), dim=-1).to(query.dtype)
-    n = prefix_keys.shape[2]
+        scores[..., n:] += attention_mask[:, :, None]
+    weights = torch.softmax(scores.float(), dim=-1).to(query.dtype)
     out = (torch.einsum("bgrtp,gpd->bgrtd", weights[..., :n], prefix_values[0])
            + torch.einsum("bgrts,bgsd->bgrtd", weights[..., n:], value))
     return out.reshape(b, heads, t, d).transpose(1, 2).contiguous(), None

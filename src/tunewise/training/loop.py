@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..backends.local import output_logits
 from ..task import TrainSettings
 
 
@@ -326,7 +327,8 @@ class SFTTrainer:
 
 class AnswerLoss(torch.nn.Module):
     """The training objective as a module, so that DDP can wrap it: the decoder over the whole sequence,
-    the output head on answer positions only, cross-entropy over those tokens."""
+    the output head on answer positions only (with the model's soft cap of its logits, as its own forward
+    applies it: `output_logits`), cross-entropy over those tokens."""
 
     def __init__(self, model, bf16: bool, device: str):
         super().__init__()
@@ -337,7 +339,7 @@ class AnswerLoss(torch.nn.Module):
             hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
             targets = labels[:, 1:]
             keep = targets != -100
-            logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
+            logits = output_logits(self.model, hidden[:, :-1][keep])
         return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction=reduction)
 
 
