@@ -238,12 +238,17 @@ def runs_command(home: str) -> None:
 @click.argument("arm", required=False)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="A new directory.")
 @click.option("--merge", is_flag=True, help="LoRA arms: also write the adapter merged into the base model.")
+@click.option("--gguf", "gguf", is_flag=False, flag_value="f16", default=None,
+              type=click.Choice(["f16", "q8_0", "bf16", "f32"]),
+              help="Also write the model as model.gguf (llama.cpp's converter; f16 unless a type is given) and "
+                   "an Ollama Modelfile; with llama-cpp-python installed, the test answers are checked on it.")
 @HOME_OPTION
 @friendly
-def export_command(run_id: str, arm: str | None, out: Path, merge: bool, home: str) -> None:
+def export_command(run_id: str, arm: str | None, out: Path, merge: bool, gguf: str | None, home: str) -> None:
     """Write a run's ARM (default: the recommended one) as a bundle that predict and serve answer with."""
     from .ship.export import export
-    path = export(_open_store(home), run_id, out, arm, merge=merge, log=lambda msg: click.echo(msg, err=True))
+    path = export(_open_store(home), run_id, out, arm, merge=merge, gguf=gguf,
+                  log=lambda msg: click.echo(msg, err=True))
     click.echo(f"wrote {path} (manifest.json, prompt.json, README.md"
                f"{''.join(', ' + p.name + '/' for p in sorted(path.iterdir()) if p.is_dir())})")
 

@@ -105,6 +105,8 @@ class Manifest(Strict):
     versions: dict[str, dict[str, str]]
     created_at: float
     run_status: str = Field("done", description="the run's status at export: done, failed, interrupted, running")
+    gguf: dict[str, Any] | None = Field(None, description="export --gguf: the file, its quantization, whether "
+                                                          "the Modelfile's template is exact, parity with the run")
     files: dict[str, str] = Field(default_factory=dict, description="path -> sha256")
     digest: str = Field("", description="SHA-256 of this manifest's content but this field (manifest_digest)")
 

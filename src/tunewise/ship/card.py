@@ -133,6 +133,7 @@ def _usage(m: Manifest, spec: PromptSpec) -> list[str]:
         lines += ["", "This arm's prompt changes with each input (its examples or passages are chosen for it, as "
                       "the notes in the template say): `tunewise predict`/`serve` choose them as the run did; the "
                       "code above renders and answers a prompt once it is built."]
+    lines += _gguf_lines(m)
     vllm = f"vllm serve {base}" + (f" --enable-lora --lora-modules {m.name}={_dir()}/adapter" if weights == "adapter"
                                    else "")
     if weights == "model":
@@ -221,6 +222,33 @@ def _transformers_code(m: Manifest, spec: PromptSpec, talk: bool) -> list[str]:
         answer.append(f"for stop in {gen['stop']!r}:  # the task's stop strings end the answer\n"
                       "    answer = answer.split(stop)[0].strip()")
     return [*imports, *_load_lines(m), *build, *render, *answer, "print(answer)"]
+
+
+def _gguf_lines(m: Manifest) -> list[str]:
+    """llama.cpp and Ollama, when the bundle holds model.gguf: the commands, and what the check on it found."""
+    g = m.gguf
+    if not g:
+        return []
+    parity = g.get("parity") or {}
+    if parity.get("checked"):
+        found = (f"Through llama.cpp (llama-cpp-python) on this file, from the token ids the run sent, "
+                 f"{parity['same_answers']} of {parity['items']} test answers equal the run's; {parity['metric']} "
+                 f"{parity['gguf']:.3f} against the run's {parity['run']:.3f} (95% interval "
+                 f"{_interval(parity['run_interval'])}).")
+    else:
+        found = f"The answers on this file were not checked: {parity.get('why', 'no check recorded')}."
+    template = "its TEMPLATE renders the arm's prompt as the run did" if g.get("template_exact") else \
+        "it has no TEMPLATE (the chat template could not be written as Ollama's exactly)"
+    return ["", f"`model.gguf` ({g['quantization']}) is the arm's model (a LoRA merged into the base) converted by "
+                f"llama.cpp's `convert_hf_to_gguf.py`. {found} `Modelfile` carries the arm's system prompt, fixed "
+                f"examples, decoding and stop tokens; {template}.", "", "```bash",
+            f"llama-server -m {_dir()}/model.gguf --port 8080 --temp 0   # OpenAI-compatible; send the arm's "
+            f"messages from prompt.json",
+            f"ollama create {m.name} -f {_dir()}/Modelfile && ollama run {m.name}", "```"]
+
+
+def _interval(bounds: list) -> str:
+    return "–" if None in bounds else f"{bounds[0]:.3f}–{bounds[1]:.3f}"
 
 
 def _chat_sample(m: Manifest) -> list[str]:

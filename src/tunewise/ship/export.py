@@ -31,8 +31,9 @@ from .card import model_card
 
 
 def export(store: Store, run_id: str, out: str | Path, arm: str | None = None, *, merge: bool = False,
-           log: Callable[[str], None] = lambda message: None) -> Path:
-    """Write the bundle of a run's arm (the recommended one by default) into `out`, a new directory."""
+           gguf: str | None = None, log: Callable[[str], None] = lambda message: None) -> Path:
+    """Write the bundle of a run's arm (the recommended one by default) into `out`, a new directory; `gguf`
+    (a quantization: f16, q8_0, ...) adds the model as a GGUF file with an Ollama Modelfile."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TunewiseError("already exists and is not an empty directory; choose another --out", file=str(out))
@@ -50,6 +51,8 @@ def export(store: Store, run_id: str, out: str | Path, arm: str | None = None, *
         model = _write_weights(tmp, task, stored, model_name, merge, log)
         (tmp / PROMPT).write_text(spec.model_dump_json(indent=2))
         manifest = _manifest(report, run, stored, model)
+        if gguf:
+            manifest.gguf = write_gguf(tmp, task, stored, model, gguf, rows, prompter, report, log)
         (tmp / CARD).write_text(model_card(manifest, spec))
         manifest.files = _hashes(tmp)
         (tmp / MANIFEST).write_text(sealed(manifest))
@@ -226,6 +229,80 @@ def _rendering(model: str) -> dict[str, Any]:
     stops.update(eos if isinstance(eos, list) else [eos])
     return {"rendering": "plain" if chat.plain else "chat_template", "leading_ids": chat.leading_ids(),
             "stop_ids": sorted(t for t in stops if t is not None)}
+
+
+def write_gguf(out: Path, task: Task, stored: dict[str, Any], model: ModelRef, quantization: str,
+               rows: list[dict[str, Any]], prompter, report: RunReport, log) -> dict[str, Any]:
+    """model.gguf (llama.cpp's converter over the arm's weights: LoRA merged into the base), the Modelfile, and
+    the test answers through llama.cpp beside the run's when llama-cpp-python is installed."""
+    from transformers import AutoTokenizer
+
+    from ..backends.chat import ChatFormat
+    from .gguf import QUANTIZATIONS, convert, llama_cpp_available, modelfile
+    if model.endpoint is not None:
+        raise TunewiseError("--gguf needs a local model; this arm asks an endpoint")
+    if quantization not in QUANTIZATIONS:
+        raise TunewiseError(f"--gguf {quantization}: one of {', '.join(QUANTIZATIONS)}")
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".gguf-") as scratch:
+        convert(_hf_folder(out, model, Path(scratch)), out / "model.gguf", quantization, log)
+    chat = ChatFormat(AutoTokenizer.from_pretrained(str(_tokenizer_folder(out, model))))
+    stops = chat.tokenizer.convert_ids_to_tokens(model.stop_ids) + list(task.generation.stop)
+    text, exact = modelfile(stored["prompt"], chat, stops, task.generation.model_dump(), "model.gguf")
+    (out / "Modelfile").write_text(text, encoding="utf-8")
+    record = {"file": "model.gguf", "quantization": quantization, "template_exact": exact}
+    if not exact:
+        log("warning: the Modelfile has no TEMPLATE: this model's chat template cannot be written as Ollama's "
+            "exactly (Ollama will use the template it detects)")
+    if prompter.decoding == "constrained":
+        record["parity"] = {"checked": False, "why": "the arm scores labels; llama.cpp was not asked"}
+    elif not llama_cpp_available():
+        record["parity"] = {"checked": False, "why": "llama-cpp-python is not installed (pip install "
+                                                     "'tunewise[bench]')"}
+    else:
+        record["parity"] = _parity(out / "model.gguf", chat, rows, prompter, task, report, stored["name"], log)
+    return record
+
+
+def _hf_folder(out: Path, model: ModelRef, scratch: Path) -> Path:
+    """The Hugging Face folder of the arm's weights: merged/, model/, the base, or the adapter merged here."""
+    if model.weights == "model":
+        return out / "model"
+    if model.weights == "adapter":
+        if model.merged:
+            return out / "merged"
+        _merge(model.name, out / "adapter", scratch / "merged")
+        return scratch / "merged"
+    return Path(resolve_model(model.name))
+
+
+def _tokenizer_folder(out: Path, model: ModelRef) -> Path:
+    return out / "model" if model.weights == "model" else Path(resolve_model(model.name))
+
+
+def _parity(gguf: Path, chat, rows: list[dict[str, Any]], prompter, task: Task, report: RunReport, arm: str,
+            log) -> dict[str, Any]:
+    """The run's test prompts (their token ids) answered by llama.cpp from the GGUF file: how many answers
+    equal the run's, and the decision metric on both; a drop past the run's 95% interval is a warning."""
+    from ..backends.base import GenParams, finish_text
+    from ..measure import get_metric
+    from .gguf import llama_answers
+    prompts = [chat.encode(r["messages"]) for r in rows]
+    gen = task.generation
+    log(f"answering the {len(rows)} test items through llama.cpp from model.gguf")
+    params = GenParams(gen.max_tokens, 0.0, tuple(gen.stop), gen.seed, json_object=task.type == "extraction")
+    context = max(map(len, prompts)) + gen.max_tokens + 8  # the longest prompt and its answer
+    raws = [finish_text(text, params) for text in llama_answers(gguf, prompts, gen.max_tokens, context)]
+    name = task.decision_metric()[0]
+    metric = get_metric(name, task)
+    targets = [r["target"] for r in rows]
+    ours = metric.aggregate([prompter._parse(raw) for raw in raws], targets)
+    measured = next(a for a in report.arms if a.name == arm).summary.metrics[name]
+    same = sum(raw == r["raw"] for raw, r in zip(raws, rows))
+    if measured.low is not None and (ours < measured.low if metric.higher_is_better else ours > measured.high):
+        log(f"warning: through llama.cpp the GGUF file scores {name} {ours:.3f}, outside the run's 95% interval "
+            f"{measured.low:.3f}–{measured.high:.3f}: the exported model answers differently from the measured one")
+    return {"checked": True, "items": len(rows), "same_answers": same, "agreement": same / max(1, len(rows)),
+            "metric": name, "run": measured.value, "gguf": ours, "run_interval": [measured.low, measured.high]}
 
 
 def _copy_adapter(source: Path, target: Path, base: str) -> None:
