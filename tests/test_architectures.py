@@ -248,3 +248,26 @@ def test_a_model_the_fast_paths_do_not_model_runs_the_plain_paths_and_says_why(t
         [ScoreRequest(msgs(w), LABELS[:3]) for w in WORDS[:3]])]
     assert [a.text for a in answers] == [a.text for a in plain.generate(
         [GenRequest(msgs(w), GenParams(max_tokens=4)) for w in WORDS[:3]])]
+
+
+def test_a_run_names_the_path_its_model_could_not_take(tmp_path, tokenizer):
+    """A Gemma 2 checkpoint whose window is shorter than its prompts decodes without the shared prefix: the run's
+    notes say so, with the reason."""
+    import json
+
+    import tunewise
+    from tunewise.store import Store
+    from tunewise.task import validate_task
+    model_dir = tmp_path / "gemma2"
+    build("gemma2", tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    rows = [{"word": w, "label": lab} for w, lab in [("happy", "positive"), ("sad", "negative")] * 6]
+    (tmp_path / "w.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = validate_task({"type": "classification", "instruction": SYSTEM["content"], "model": str(model_dir),
+                          "data": {"path": "w.jsonl", "input": "Word: {word} " * 4, "target": "label"},
+                          "base_dir": str(tmp_path), "consistency": {"enabled": False},
+                          "generation": {"max_tokens": 3}, "arms": [{"type": "zero_shot"}]})
+    result = tunewise.run(task, home=tmp_path / "home", progress=False)
+    warnings = Store(result.store_path).get_run(result.run_id)["info"]["warnings"]
+    assert any(f"decoding ran no shared prefix: sliding window of {WINDOW} tokens" in w for w in warnings)
+    assert result.summaries["zero_shot"]["engine"]["decode"].startswith("no shared prefix")

@@ -53,6 +53,7 @@ class ArmSummary(_Model):
     consistency: Consistency | None = None
     # generated answers: the metrics on test items whose answer a train example has ("seen") and the others
     by_answer: dict[str, AnswerGroup] | None = None
+    engine: dict[str, str] | None = None  # the local engine's path per kind of call: "tree", "plain: why", ...
     predict_s: float | None = None  # wall time of the test split's predictions and scoring
     # the judge's work on this arm's answers: calls, cached, tokens, seconds, unparsed verdicts, and the mean
     # answer length beside its rank correlation with the scores (verbosity bias)

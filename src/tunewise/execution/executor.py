@@ -169,6 +169,9 @@ class UnitRunner:
         if judged is not None:
             summary["judge"] = judged
         summary["predict_s"] = time.perf_counter() - start
+        engine = dict(getattr(getattr(backend, "inner", backend), "paths", None) or {})
+        if engine:  # which of the local engine's paths answered (a plain one says why): the report names it
+            summary["engine"] = engine
         if (unit.curve is None or "seed" in unit.curve) and task.consistency.enabled:
             begin = time.perf_counter()
             summary["consistency"] = measure_consistency(arm, test, backend, task,

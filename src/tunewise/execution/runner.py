@@ -206,6 +206,7 @@ def _run_arms(ctx: RunContext) -> tuple[dict[str, dict], dict[str, float]]:
         store.finish_arm(run_id, result.name, result.summary, result.wall_s)
         _warn_long_prompts(store, run_id, result.model, result.name, result.rows, task, log)
         _note_rendering(store, run_id, result, task, log, noted)
+        _note_engine(store, run_id, result, log, noted)
         _warn_verbose_judge(store, run_id, result.name, result.summary, log)
         summaries[result.name] = result.summary
         seconds[result.name] = result.unit_s
@@ -312,6 +313,17 @@ def _note_rendering(store: Store, run_id: str, result, task: Task, log, noted: s
     for text in notes:
         log(text)
     store.add_warnings(run_id, notes)
+
+
+def _note_engine(store: Store, run_id: str, result, log, noted: set[str]) -> None:
+    """A fast path the engine could not take for a model (its architecture would make it inexact) is named
+    once, with the reason: the answers came from the plain path, which is exact and slower."""
+    for kind, path in (result.summary.get("engine") or {}).items():
+        if ": " in path and f"{result.model}|{path}" not in noted:
+            noted.add(f"{result.model}|{path}")
+            text = f"note: model {result.model!r}: {'scoring' if kind == 'score' else 'decoding'} ran {path}"
+            log(text)
+            store.add_warnings(run_id, [text])
 
 
 def _warn_long_prompts(store: Store, run_id: str, model: str, name: str, rows: list[dict], task: Task, log) -> None:
