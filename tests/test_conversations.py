@@ -306,7 +306,7 @@ def test_the_report_measures_facts_never_seen_in_training_apart(tmp_path):
                                                                                  "content": reply}]})
     write_jsonl(tmp_path / "c.jsonl", rows)
     task = validate_task({"type": "generation", "instruction": "Answer.", "data": {"path": "c.jsonl"},
-                          "model": "fake", "base_dir": str(tmp_path), "metrics": ["exact_match"],
+                          "model": "fake", "base_dir": str(tmp_path), "metrics": ["token_f1", "exact_match"],
                           "splits": {"train": 0.5, "dev": 0.0, "test": 0.5, "seed": 0},
                           "consistency": {"samples": 2, "max_items": 4}, "arms": [{"type": "zero_shot"}]})
     backend = FakeBackend(lambda messages: "Returns are accepted within 30 days.")
@@ -316,8 +316,9 @@ def test_the_report_measures_facts_never_seen_in_training_apart(tmp_path):
     assert groups["unseen"]["metrics"]["exact_match"]["value"] == 0.0
     assert groups["seen"]["n"] + groups["unseen"]["n"] == 8
     rows = {row.label: row.cells[0] for row in result.report.framework.rows}
-    assert rows["facts not in training"].startswith(f"exact_match 0.000 (95% CI 0.000–0.000) on the "
+    assert rows["facts not in training"].startswith(f"token_f1 0.000 (95% CI 0.000–0.000) on the "
                                                     f"{groups['unseen']['n']} test items whose answer no train")
+    assert rows["facts not in training"].endswith("; exact_match 0.000 and 1.000")
     assert rows["consistency"].startswith("the same answer in 100% of 2 samples")
     assert "(token F1 1.00 between two samples)" in rows["consistency"]
 

@@ -51,8 +51,12 @@ def _unseen_cell(report: RunReport, arm) -> str:
         return "not measured"
     new, seen = groups["unseen"], groups["seen"]
     m, k = new.metrics[report.metric], seen.metrics[report.metric]
-    return (f"{report.metric} {m.value:.3f} (95% CI {ci_text(m)}) on the {new.n} test items whose answer no "
+    text = (f"{report.metric} {m.value:.3f} (95% CI {ci_text(m)}) on the {new.n} test items whose answer no "
             f"train example has; {k.value:.3f} (95% CI {ci_text(k)}) on the {seen.n} whose answer training saw")
+    exact = "exact_match"  # whether the facts were stated word for word, beside a metric of overlap
+    if report.metric != exact and exact in new.metrics:
+        text += f"; {exact} {new.metrics[exact].value:.3f} and {seen.metrics[exact].value:.3f}"
+    return text
 
 
 def _method_cell(report: RunReport, arm) -> str:
