@@ -161,6 +161,9 @@ class UnitRunner:
         test = self.splits[unit.seed].test
         backend = self.cache(arm.backend or self.base_backend(arm.model))
         start = time.perf_counter()
+        paths = getattr(getattr(backend, "inner", backend), "paths", None)
+        if paths is not None:
+            paths.clear()  # the engine's paths for this arm's test answers, not an earlier arm's
         predictions = arm.predict(test, backend, self.bars.callback(unit.name, len(test)))
         mark_answers_seen(predictions, self.splits[unit.seed], task)
         rows = prediction_rows(predictions, task.metric_names(), task)
@@ -169,9 +172,8 @@ class UnitRunner:
         if judged is not None:
             summary["judge"] = judged
         summary["predict_s"] = time.perf_counter() - start
-        engine = dict(getattr(getattr(backend, "inner", backend), "paths", None) or {})
-        if engine:  # which of the local engine's paths answered (a plain one says why): the report names it
-            summary["engine"] = engine
+        if paths:  # which of the local engine's paths answered (a plain one says why): the report names it
+            summary["engine"] = dict(paths)
         if (unit.curve is None or "seed" in unit.curve) and task.consistency.enabled:
             begin = time.perf_counter()
             summary["consistency"] = measure_consistency(arm, test, backend, task,
