@@ -237,3 +237,16 @@ def test_an_edited_bundle_is_refused(tiny_run, tmp_path):
     prompt.write_text(prompt.read_text().replace("Classify the sentiment", "Classify the colour"))
     with pytest.raises(TunewiseError, match="changed since it was exported"):
         Bundle.load(edited, device="cpu")
+
+
+def test_a_task_with_assertions_exports_and_predict_scores_them(tmp_path):
+    from bundle_fixtures import ROWS
+    from tunewise.ship.bundle import Bundle
+    data = tmp_path / "words.csv"
+    data.write_text("word,label\n" + "".join(f"{w},{label}\n" for w, label in ROWS))
+    task = tiny_task(data, "fake", arms=[{"type": "zero_shot"}], type="generation", labels=None,
+                     assertions=[{"type": "word_count", "name": "short", "max": 3}])
+    result = tunewise.run(task, home=tmp_path / "h", progress=False)
+    out = export(Store(result.store_path), result.run_id, tmp_path / "b", "zero_shot")
+    bundle = Bundle.load(out)
+    assert "short" in bundle.task.metric_names() and bundle.task.assertions[0].name == "short"

@@ -35,7 +35,7 @@ FORMAT = 2  # 2: manifest.json carries its own digest
 MANIFEST, PROMPT, CARD = "manifest.json", "prompt.json", "README.md"
 # the task fields a prompt arm reads: instruction and lever texts, type, labels, decoding, input template, metrics
 PROMPT_FIELDS = ("name", "type", "labels", "json_keys", "instruction", "context", "output_format", "constraints",
-                 "metrics", "primary_metric", "generation", "data", "splits")
+                 "metrics", "primary_metric", "generation", "data", "splits", "assertions")
 
 
 class Shot(Strict):
@@ -118,12 +118,24 @@ def prompt_spec(prompter: PromptArm, messages: list[dict[str, str]]) -> PromptSp
     task = prompter.task.model_dump(mode="json")
     dynamic = prompter.k and prompter.shots is None
     return PromptSpec(
-        task={k: task[k] for k in PROMPT_FIELDS}, arm=prompter.config.model_dump(mode="json"),
+        task=_prompt_task(task), arm=prompter.config.model_dump(mode="json"),
         labels=list(prompter.labels), words=dict(prompter.words), bare=prompter.system is None,
         shot_seed=prompter.shot_seed, shots=None if dynamic else [_shot(e) for e in prompter.shots or []],
         pool=[_shot(e) for e in prompter.pool] if dynamic else [],
         passages=list(prompter.index.passages) if isinstance(prompter, Retrieval) else [],
         messages=messages, parser=_parser(prompter))
+
+
+def _prompt_task(task: dict[str, Any]) -> dict[str, Any]:
+    """The task fields the bundle keeps: the judge is not one (it needs its own model), so its metrics go too;
+    the assertions stay, and predict scores them."""
+    from ..task.rules import declared_names
+    kept = {k: task[k] for k in PROMPT_FIELDS}
+    judged = set(declared_names([], task.get("judge"))) - set(declared_names(task["assertions"], None))
+    kept["metrics"] = [m for m in task["metrics"] or [] if m not in judged] or None
+    if task.get("primary_metric") in judged:
+        kept["primary_metric"] = None
+    return kept
 
 
 def _shot(example: Example) -> Shot:
