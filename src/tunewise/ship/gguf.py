@@ -80,7 +80,9 @@ def convert(model_dir: Path, out: Path, quantization: str, log: Callable[[str], 
                            quantization], capture_output=True, text=True, env=env)
     if done.returncode or not out.is_file():
         lines = [line for line in (done.stderr + done.stdout).strip().splitlines() if line.strip()]
-        raise RunError(f"llama.cpp's converter failed: {lines[-1] if lines else 'no output'}")
+        last = lines[-1] if lines else "no output"
+        hint = "; pip install 'tunewise[gguf]'" if "ModuleNotFoundError" in last else ""
+        raise RunError(f"llama.cpp's converter failed: {last}{hint}")
 
 
 # -- the Ollama Modelfile ----------------------------------------------------------------------------------
