@@ -151,3 +151,13 @@ def test_export_gguf_writes_a_file_llama_cpp_reads(tiny_run, tmp_path):
     parity = manifest.gguf["parity"]
     if parity["checked"]:  # llama-cpp-python installed: the same answers from the same tokens
         assert parity["agreement"] >= 0.9
+
+
+def test_a_conversation_arms_modelfile(tiny_model_dir):
+    """A conversation task's template ends with a note, not an input turn: every turn before it is an example."""
+    from transformers import AutoTokenizer
+    chat = ChatFormat(AutoTokenizer.from_pretrained(str(tiny_model_dir)))
+    prompt = [{"role": "note", "content": "the conversation's messages"}]
+    text, exact = modelfile(prompt, chat, ["<|im_end|>"], {"max_tokens": 8}, "model.gguf")
+    commands = parse_modelfile(text)
+    assert exact and not [c for c in commands if c[0].startswith("message")] and ("system", None) not in commands

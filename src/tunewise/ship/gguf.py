@@ -169,10 +169,12 @@ def modelfile(prompt: list[dict[str, str]], chat: ChatFormat, stops: list[str], 
     arm's rendering exactly (checked on the arm's own prompt)."""
     system = next((m["content"] for m in prompt if m["role"] == "system"), None)
     turns = [m for m in prompt if m["role"] in ("user", "assistant")]
-    examples, dynamic = turns[:-1], any(m["role"] == "note" for m in prompt)
+    asked = bool(turns) and prompt[-1] is turns[-1]  # the input's own user turn ends the template
+    examples, dynamic = (turns[:-1] if asked else turns), any(m["role"] == "note" for m in prompt)
+    checked = turns if asked else turns + [{"role": "user", "content": "Hello, where is my order?"}]
     pieces = template_pieces(chat)
-    exact = pieces is not None and pieces.render(system, turns) == chat.render(
-        ([{"role": "system", "content": system}] if system else []) + turns)
+    exact = pieces is not None and pieces.render(system, checked) == chat.render(
+        ([{"role": "system", "content": system}] if system else []) + checked)
     lines = ["# Ollama: ollama create NAME -f Modelfile (in this folder), then ollama run NAME",
              "# written by tunewise export --gguf: the arm's prompt and decoding as the run measured them"]
     if dynamic:
