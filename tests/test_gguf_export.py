@@ -137,20 +137,35 @@ def converter_here() -> bool:
     return bool(own) or (cache_dir() / "llama.cpp" / LLAMA_CPP_PYTHON / "convert_hf_to_gguf.py").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not converter_here(), reason="llama.cpp's converter is not cached here (export --gguf fetches "
                                                   "it once from PyPI; tests stay offline)")
-def test_export_gguf_writes_a_file_llama_cpp_reads(tiny_run, tmp_path):
+def test_export_gguf_writes_a_file_llama_cpp_reads(tmp_path):
+    """The embedded model (llama.cpp's converter knows its tokenizer; a random fixture's it does not) asked by
+    a zero-shot arm, exported with --gguf: the file's architecture, the Modelfile, the answers through llama.cpp."""
+    import json
+
+    import tunewise
     from tunewise.backends.models import gguf_architecture
     from tunewise.ship.bundle import read_bundle
     from tunewise.ship.export import export
-    out = export(tiny_run.store(), tiny_run.run_id, tmp_path / "lora", "lora", gguf="f16")
+    from tunewise.store import Store
+    from tunewise.task import validate_task
+    rows = [{"word": w, "label": lab} for w, lab in [("happy", "positive"), ("awful", "negative")] * 5]
+    (tmp_path / "w.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = validate_task({"type": "classification", "instruction": "Is the word positive or negative?",
+                          "data": {"path": "w.jsonl", "input": "Word: {word}", "target": "label"},
+                          "base_dir": str(tmp_path), "consistency": {"enabled": False}, "generation": {"max_tokens": 3},
+                          "splits": {"train": 0.5, "dev": 0.2, "test": 0.3, "seed": 0}, "arms": [{"type": "zero_shot"}]})
+    result = tunewise.run(task, home=tmp_path / "home", progress=False)
+    out = export(Store(result.store_path), result.run_id, tmp_path / "bundle", "zero_shot", gguf="q8_0")
     assert gguf_architecture(Path(out) / "model.gguf") == "llama"
     manifest, _ = read_bundle(Path(out))
-    assert manifest.gguf["quantization"] == "f16" and manifest.gguf["template_exact"]
+    assert manifest.gguf["quantization"] == "q8_0" and manifest.gguf["template_exact"]
     parse_modelfile((Path(out) / "Modelfile").read_text())
     parity = manifest.gguf["parity"]
-    if parity["checked"]:  # llama-cpp-python installed: the same answers from the same tokens
-        assert parity["agreement"] >= 0.9
+    if parity["checked"]:  # llama-cpp-python installed: the answers from the same tokens
+        assert parity["items"] == manifest.n_test and parity["same_answers"] >= parity["items"] - 1
 
 
 def test_a_conversation_arms_modelfile(tiny_model_dir):
@@ -160,4 +175,5 @@ def test_a_conversation_arms_modelfile(tiny_model_dir):
     prompt = [{"role": "note", "content": "the conversation's messages"}]
     text, exact = modelfile(prompt, chat, ["<|im_end|>"], {"max_tokens": 8}, "model.gguf")
     commands = parse_modelfile(text)
-    assert exact and not [c for c in commands if c[0].startswith("message")] and ("system", None) not in commands
+    assert exact and not [c for c in commands if c[0].startswith("message")]
+    assert "chosen per input" not in text  # the conversation is the input, not a part chosen for it

@@ -170,7 +170,8 @@ def modelfile(prompt: list[dict[str, str]], chat: ChatFormat, stops: list[str], 
     system = next((m["content"] for m in prompt if m["role"] == "system"), None)
     turns = [m for m in prompt if m["role"] in ("user", "assistant")]
     asked = bool(turns) and prompt[-1] is turns[-1]  # the input's own user turn ends the template
-    examples, dynamic = (turns[:-1] if asked else turns), any(m["role"] == "note" for m in prompt)
+    notes = [m for m in (prompt if asked else prompt[:-1]) if m["role"] == "note"]  # a conversation's own ends it
+    examples, dynamic = (turns[:-1] if asked else turns), bool(notes)
     checked = turns if asked else turns + [{"role": "user", "content": "Hello, where is my order?"}]
     pieces = template_pieces(chat)
     exact = pieces is not None and pieces.render(system, checked) == chat.render(
