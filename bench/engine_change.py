@@ -29,7 +29,6 @@ def main(items: int = 200, n_train: int = 300) -> None:
     import tunewise
     from eval_throughput import prompt_arms
     from train_throughput import Setup, run_tunewise
-
     from tunewise.backends.base import GenParams, GenRequest
     from tunewise.backends.local import LocalBackend
     from tunewise.backends.models import EMBEDDED
