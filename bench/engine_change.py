@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import accuracy, demo_data  # noqa: E402
 
 
-def timed(fn):
+def timed(fn, *args):
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return out, time.perf_counter() - start
 
 
@@ -38,11 +38,11 @@ def main(items: int = 200, n_train: int = 300) -> None:
     backend = LocalBackend(EMBEDDED, device="cpu", batch_size=data.task.batch_size)
     for arm in prompt_arms(data):
         arm.predict(test[:8], backend)  # warm-up
-        preds, seconds = timed(lambda: arm.predict(test, backend))
+        preds, seconds = timed(arm.predict, test, backend)
         print(f"score {arm.name}: {seconds:.2f} s, {len(test) / seconds:.1f} items/s, "
               f"accuracy {accuracy([p.parsed for p in preds], [e.target for e in test]):.3f}")
         requests = [GenRequest(arm.messages(e), GenParams(max_tokens=16)) for e in test]
-        gens, seconds = timed(lambda: backend.generate(requests))
+        gens, seconds = timed(backend.generate, requests)
         print(f"generate {arm.name}: {seconds:.2f} s, {len(test) / seconds:.1f} items/s, "
               f"{sum(g.output_tokens for g in gens)} tokens")
     row, _ = run_tunewise(Setup(data, n_train), precision="float32")
