@@ -70,8 +70,14 @@ def test_report_json_holds_the_decision_tests_costs_and_consistency(full_run):
     assert (decision["recommended"] or decision["closest"]) in names and decision["reasons"]
     assert decision["metric"] == "accuracy" and decision["metric_why"] == "the target's metric"
     assert [row["label"] for row in report["framework"]["rows"]] == [
-        "method", "quality", "consistency", "cost", "speed", "flexibility", "data required", "use case"]
+        "method", "quality", "consistency", "effort", "cost", "speed", "flexibility", "data required", "use case"]
     consistency = report["framework"]["rows"][2]["cells"]
+    effort = dict(zip(report["framework"]["columns"], report["framework"]["rows"][3]["cells"]))
+    for column, cell in effort.items():  # hand-written prompts; trainings with fixed settings, dev-selected
+        if column.startswith("prompting: "):
+            assert cell.startswith("none: the prompt as written"), cell
+        if column.startswith(("fine-tuning: ", "hybrid: ")):
+            assert cell.startswith("one training with fixed settings, ") and " dev answers, " in cell, cell
     assert all(cell.startswith("the same answer in ") or cell == "not measured" for cell in consistency)
     assert report["framework"]["columns"][:2] == ["prompting: zero_shot", "fine-tuning: lora"] or \
         report["framework"]["columns"][0].startswith("prompting: ")

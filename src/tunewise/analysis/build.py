@@ -16,6 +16,7 @@ from ..measure.metrics import Metric, bootstrap_interval, metric_inputs, normali
 from ..store.sqlite import Store
 from .costs import arm_costs, training_record
 from .decision import Decider, decide, verdict
+from .effort import arm_effort
 from .framework import framework_table
 from .model import (
     ArmResult,
@@ -53,13 +54,15 @@ def build_report(store: Store, run_id: str) -> RunReport:
     rows = {a.name: store.predictions(report.run_id, a.name) for a in report.main_arms()}
     report.data_needs = data_needs(report)
     report.searches = [search_summary(a, report.metric) for a in report.main_arms()
-                       if (a.training or {}).get("kind") == "search"]
+                       if (a.training or {}).get("kind") == "search" or (a.training or {}).get("tune_search")]
     report.comparisons = comparisons(report, rows)
     report.declared_tests = declared_tests(report, rows)
     report.clean = clean_evidence(report, rows)
     report.contributions = contributions(report)
     judge = report.config.get("judge") or {}
     report.costs = arm_costs(report.arms, report.prices, judge.get("model"))
+    finished = {a.name: a for a in report.arms if a.summary is not None}
+    report.effort = {a.name: arm_effort(a, finished, report.costs[a.name].one_time) for a in report.main_arms()}
     report.judge = report.info.get("judge")
     report.stability = stability(store, report, rows)
     report.decision = decide(report)
@@ -357,8 +360,8 @@ def _spreads(report: RunReport, seeds: list[int], replicas: dict) -> dict[str, S
 
 # -- prompt search ---------------------------------------------------------------------
 def search_summary(arm: ArmResult, metric: str) -> SearchSummary:
-    """The search behind a searched arm, and whether its winner held up on test."""
-    record = arm.training
+    """The search behind a searched arm (or a searched fine-tune), and whether its winner held up on test."""
+    record = arm.training.get("tune_search") or arm.training
     trials = record["trials"]
     contributions: dict[str, dict[str, list[float]]] = {}
     for t in trials:
@@ -369,7 +372,8 @@ def search_summary(arm: ArmResult, metric: str) -> SearchSummary:
     means = {c: {v: sum(s) / len(s) for v, s in values.items()} for c, values in contributions.items()
              if len(values) > 1}  # a choice that never varied contributed nothing to compare
     test = arm.summary.metrics[metric] if metric in arm.summary.metrics else None
-    return SearchSummary(arm=arm.name, metric=record.get("metric", metric), dev_items=record["dev_items"],
+    return SearchSummary(arm=arm.name, kind="fine-tune" if record.get("kind") == "tune search" else "prompt",
+                         metric=record.get("metric", metric), dev_items=record["dev_items"],
                          dev_score=record["dev_score"], test_score=test.value if test else None,
                          seconds=record["wall_s"], best=record["best"], trials=trials, contributions=means,
                          overfit=_overfit(record["dev_score"], test))

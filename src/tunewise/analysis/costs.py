@@ -30,10 +30,19 @@ def training_record(arm: ArmResult, arms: dict[str, ArmResult]) -> dict[str, Any
 
 
 def training_cost(arm: ArmResult, prices: dict[str, Any], arms: dict[str, ArmResult]) -> float:
-    """One-time cost: training wall time × price per hour."""
+    """One-time cost: training (or search) wall time × price per hour."""
     per_hour = prices.get("training_per_hour")
     per_hour = prices.get("hardware_per_hour", 0.0) if per_hour is None else per_hour
-    return (training_record(arm, arms).get("wall_s") or 0.0) * per_hour / 3600
+    return spent_seconds(training_record(arm, arms)) * per_hour / 3600
+
+
+def spent_seconds(record: dict[str, Any]) -> float:
+    """The compute a training record spent: a fine-tune search's trials, and the winner's training when it
+    trained again on the whole train split (otherwise the winner is one of the trials)."""
+    search = record.get("tune_search")
+    if not search:
+        return record.get("wall_s") or 0.0
+    return (search.get("wall_s") or 0.0) + ((record.get("wall_s") or 0.0) if search.get("train_size") else 0.0)
 
 
 def judge_cost(usage: dict[str, Any] | None, judge_model: str | None, prices: dict[str, Any]) -> float | None:

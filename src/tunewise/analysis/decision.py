@@ -107,7 +107,7 @@ class Decider:
             reasons.append(f"Only fine-tuned arms ran; the best is {self.score(best)}.")
         else:
             winner, kind, why = self._framework(prompting, tuned)
-            reasons += why
+            reasons += why + self._uneven_effort(prompting, tuned)
         if self._nothing_meets_target():
             return self._nothing(reasons)
         reasons += self._distance(winner)
@@ -239,6 +239,7 @@ class Decider:
                 next_steps: list[str] | None = None) -> Decision:
         mistakes = self.mistakes() + (self._not_searched() if kind in ("fine-tuning", "hybrid") else [])
         mistakes += self._no_hybrid() if kind == "fine-tuning" else []
+        mistakes += self._tuning_not_searched() if kind in ("prompting", "retrieval", None) else []
         return Decision(recommended=name, kind=kind, metric=self.metric, metric_why=self.report.metric_why,
                         basis=self.facts.basis, value=self.value(name) if name else None, closest=closest,
                         reasons=reasons, next_steps=next_steps or [],
@@ -298,6 +299,37 @@ class Decider:
         return [Mistake(kind="prompting not searched", text=(
             f"Prompting was not searched: fine-tuning is compared with hand-written prompts only. Add an arm "
             f"{{type: searched}} (by default 30 trials on 60 dev items{cost}) before paying for training."))]
+
+    def _uneven_effort(self, prompting: list[str], tuned: list[str]) -> list[str]:
+        """When one side was searched and the other was not, the verdict compares unequal efforts: say so."""
+        if not tuned:
+            return []
+        effort = self.report.effort
+        prompt, weights = max(prompting, key=self.value), max(tuned, key=self.value)
+        a, b = effort.get(prompt), effort.get(weights)
+        if a is None or b is None or a.searched == b.searched:
+            return []
+        searched, other = (prompt, weights) if a.searched else (weights, prompt)
+        s, o = effort[searched], effort[other]
+        return [f"The two sides received unequal effort: {searched} was searched ({s.trials} trials, "
+                f"{s.dev_answers:,} dev answers, {s.seconds:,.0f} s) and {other} was not ({o.how}"
+                + (f", {o.seconds:,.0f} s" if o.seconds else "") + "); read the comparison with that in mind."]
+
+    def _tuning_not_searched(self) -> list[Mistake]:
+        """Prompting recommended after a search, against fine-tuning with one fixed recipe: the mirror image of
+        prompting not searched."""
+        effort = self.report.effort
+        tuned = [n for n, a in self.arms.items() if a.traits.fine_tune]
+        prompting = [n for n, a in self.arms.items() if a.traits.prompting]
+        if not tuned or not prompting or any(effort.get(n) and effort[n].searched for n in tuned):
+            return []
+        if not any(effort.get(n) and effort[n].searched for n in prompting):
+            return []
+        best = max(tuned, key=self.value)
+        return [Mistake(kind="fine-tuning not searched", text=(
+            f"Fine-tuning was not searched: the prompts were searched on dev, while {best} trained once with fixed "
+            f"settings. Give it a search (search: {{trials: 6, learning_rate: [5e-4, 1e-3, 2e-3], epochs: [1, 2]}}) "
+            f"before concluding that prompting suffices."))]
 
     def _tuned_without_gain(self) -> list[Mistake]:
         prompting = [n for n, a in self.arms.items() if a.traits.prompting]

@@ -3,8 +3,9 @@ filled with this run's measurements for the leading arm of each kind."""
 
 from __future__ import annotations
 
-from .costs import money, training_record
+from .costs import money, spent_seconds, training_record
 from .decision import KINDS, ci_text, evidence
+from .effort import effort_text
 from .model import FrameworkRow, FrameworkTable, RunReport
 
 
@@ -26,7 +27,8 @@ def framework_table(report: RunReport) -> FrameworkTable | None:
                 ("facts not in training", _unseen_cell, lambda a: a.summary.by_answer is not None)]
     extra = [(label, cell) for label, cell, has in measured if any(has(a) for _, a in leaders)]
     rows = [FrameworkRow(label=label, cells=[cell(report, a) for _, a in leaders]) for label, cell in (
-        ("method", _method_cell), ("quality", quality_cell), *extra, ("cost", _cost_cell), ("speed", _speed_cell),
+        ("method", _method_cell), ("quality", quality_cell), *extra, ("effort", _effort_cell), ("cost", _cost_cell),
+        ("speed", _speed_cell),
         ("flexibility", _flexibility_cell), ("data required", _data_cell), ("use case", _use_cell))]
     return FrameworkTable(columns=columns, rows=rows)
 
@@ -83,7 +85,15 @@ def _cost_cell(report: RunReport, arm) -> str:
 
 
 def _train_s(report: RunReport, arm) -> float:
-    return training_record(arm, {a.name: a for a in report.arms}).get("wall_s") or 0.0
+    return spent_seconds(training_record(arm, {a.name: a for a in report.arms}))
+
+
+def _effort_cell(report: RunReport, arm) -> str:
+    effort = report.effort.get(arm.name)
+    if effort is None:
+        return "not recorded"
+    spent = money(effort.money, report.currency) if effort.money else None
+    return effort_text(effort, spent)
 
 
 def _speed_cell(report: RunReport, arm) -> str:

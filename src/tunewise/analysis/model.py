@@ -144,6 +144,17 @@ class ArmCost(_Model):
     judge: float | None = None  # judging this arm's test answers (an evaluation cost, not one per request)
 
 
+class Effort(_Model):
+    """The work that found an arm, before its test answers: the framework table's effort row."""
+    how: str                 # written by hand | one training, fixed settings | searched
+    searched: bool = False
+    trials: int = 0          # prompts tried, or trainings
+    dev_answers: int = 0     # dev answers scored to choose (trials × items, or epochs × items)
+    seconds: float = 0.0     # compute spent choosing (searching or training)
+    tokens: int | None = None  # tokens trained on, or sent by the search, where recorded
+    money: float = 0.0       # what that compute cost at the stated prices
+
+
 class Evidence(_Model):
     """What a verdict is decided on: each arm's decision metric and the paired comparisons, on a set of items."""
     basis: str                           # e.g. "all 200 test items", "the 150 clean test items"
@@ -272,6 +283,7 @@ class Disagreement(_Model):
 class SearchSummary(_Model):
     """A searched arm's search: its trials on dev, what each choice contributed, the winner on dev and test."""
     arm: str
+    kind: str = "prompt"                             # prompt | fine-tune: what was searched
     metric: str
     dev_items: int
     dev_score: float | None
@@ -320,6 +332,7 @@ class RunReport(_Model):
     comparisons: list[Comparison] = []
     clean: Evidence | None = None  # the same analysis on the test items not seen in train/dev, when some leaked
     costs: dict[str, ArmCost] = {}
+    effort: dict[str, Effort] = {}
     decision: Decision | None = None
     framework: FrameworkTable | None = None
     confusion: dict[str, Confusion] = {}

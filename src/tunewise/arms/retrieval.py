@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from ..registry import register_arm as register
 from ..task import Levers
 from ..task.data import Example, Splits
 from ..traits import Traits
 from .prompt import FewShotConfig, PromptArm
+from .prompts import build_messages
 
 
 class RetrievalConfig(FewShotConfig):
@@ -25,6 +27,16 @@ class RetrievalConfig(FewShotConfig):
                                   "twice (user_turns), the last user message alone, or every message")
     levers: Levers = Field(default_factory=Levers)
     structured: bool = Field(True, description="the task's context, format and constraints too")
+    position: Literal["system", "user"] = Field(
+        "system", description="where the passages go: appended to the system message, or in the user message "
+                              "before the input (each worked example then shows its own passages)")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        data = handler(self)
+        if data.get("position") == "system":
+            data.pop("position")  # configurations (and their hashes) made before the setting existed stay the same
+        return data
 
 
 @register
@@ -71,25 +83,50 @@ class Retrieval(PromptArm):
     def found(self, example: Example) -> list[str]:
         return self._found[self.query(example)]
 
+    def block(self, example: Example) -> str:
+        passages = "\n".join(f"[{i}] {p}" for i, p in enumerate(self.found(example), start=1))
+        return f"Relevant passages (retrieved for this input):\n{passages}"
+
     def messages(self, example: Example):
+        if self.config.position == "user":
+            return self._messages_in_user_turns(example)
         self.retrieve([example])
         messages = super().messages(example)
-        passages = "\n".join(f"[{i}] {p}" for i, p in enumerate(self.found(example), start=1))
-        block = f"Relevant passages (retrieved for this input):\n{passages}"
+        block = self.block(example)
         if messages[0]["role"] == "system":
             messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{block}"}
         else:
             messages.insert(0, {"role": "system", "content": block})
         return messages
 
+    def _messages_in_user_turns(self, example: Example):
+        """The passages before the input, and each worked example's own before it: the examples show how an
+        answer reads passages, in the form the target has."""
+        shots = self.shots_for(example)
+        self.retrieve([example, *shots])
+        return build_messages(self.system, [self._with_passages(s) for s in shots], self._with_passages(example),
+                              self.answer, self.layout)
+
+    def _with_passages(self, example: Example) -> Example:
+        block = self.block(example)
+        if example.messages is None:
+            return dataclasses.replace(example, input=f"{block}\n\n{example.input}")
+        turns = [dict(m) for m in example.messages]
+        last = max(i for i, m in enumerate(turns) if m["role"] == "user")
+        turns[last]["content"] = f"{block}\n\n{turns[last]['content']}"
+        return dataclasses.replace(example, messages=tuple(turns))
+
     def prompt_template(self):
         messages = super().prompt_template()
+        where = "appended to the system prompt" if self.config.position == "system" else \
+            "put in the user message before it (each worked example's own before that example)"
         note = {"role": "note", "content": f"the {self.config.passages} passages of the knowledge source most "
-                                           f"relevant to the input (BM25) are appended to the system prompt"}
+                                           f"relevant to the input (BM25) are {where}"}
         return [note] + messages
 
     def predict(self, examples, backend, progress=None):
-        seconds = self.retrieve(examples)
+        shots = [s for e in examples for s in self.shots_for(e)] if self.config.position == "user" else []
+        seconds = self.retrieve(examples + shots)
         preds = super().predict(examples, backend, progress)
         from .knowledge import contains_answer
         for p in preds:

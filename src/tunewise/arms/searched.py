@@ -1,7 +1,8 @@
 """The searched arm: prompt engineering as a budgeted search on the dev split, as fine-tuning gets an optimizer.
 
 Optuna's TPE sampler (as DSPy's MIPROv2 uses) picks the instruction, the levers, the label words, the
-number, selection and set of worked examples, the decoding and calibration; each trial is scored on
+number, selection and set of worked examples, the decoding and calibration, and on a task with `knowledge:`
+how many passages are retrieved per input and where they sit; each trial is scored on
 growing slices of the dev items and pruned early when it trails (median rule). With a proposer model,
 GEPA's reflective rewriting adds instructions to choose from. Trials are kept in a journal file, and
 every model answer in the store, so an interrupted search resumes without repeating a finished trial
@@ -17,7 +18,7 @@ import time
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 
 from ..backends.base import Backend, GenParams, GenRequest
 from ..errors import MissingDependencyError, RunError
@@ -30,6 +31,9 @@ from ..task.schema import MAX_SEED, filled_name
 from ..traits import Traits
 from .base import Arm, ArmContext
 from .prompt import FewShotConfig, PromptArm, StructuredConfig
+from .retrieval import Retrieval, RetrievalConfig
+
+PASSAGES = [0, 1, 3]  # the passages searched on a task with knowledge, by default
 
 
 class SearchSettings(Strict):
@@ -51,13 +55,18 @@ class SearchSettings(Strict):
     decodings: list[Literal["generate", "constrained"]] | None = Field(
         None, description="default: both for classification, generate otherwise")
     calibrate: bool = Field(True, description="try contextual calibration with scored labels")
+    passages: list[Annotated[int, Field(ge=0, le=20)]] | None = Field(
+        None, description="passages retrieved per input from the task's knowledge (0: none); default: [0, 1, 3] "
+                          "on a task with knowledge, else none")
+    passage_positions: list[Literal["system", "user"]] = Field(
+        default_factory=lambda: ["system", "user"], description="where the passages go (the retrieval arm's position)")
     proposer: str | None = Field(None, description="a model or endpoint that rewrites the instruction (GEPA)")
     proposer_calls: int = Field(60, gt=0, description="dev evaluations GEPA may spend")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="defaults to the split seed")
 
     _proposer = field_validator("proposer")(filled_name)
 
-    @field_validator("ks", "selections", "layouts", "decodings", mode="before")
+    @field_validator("ks", "selections", "layouts", "decodings", "passages", "passage_positions", mode="before")
     @classmethod
     def _some_choices(cls, value: Any) -> Any:
         if isinstance(value, list) and not value:  # an empty choice would fail the first trial that makes it
@@ -81,6 +90,23 @@ class SearchSettings(Strict):
                 raise FieldError(f"a word for {label!r} is empty", label)
         return value
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # the retrieval settings left out at their defaults: configurations (and their hashes) made before
+        # they existed stay the same
+        data = handler(self)
+        if data.get("passages", 0) is None:
+            data.pop("passages")
+        if data.get("passage_positions") == ["system", "user"]:
+            data.pop("passage_positions")
+        return data
+
+    def passage_choices(self, task: Task) -> list[int]:
+        """The passages a trial may retrieve: [0] alone on a task without knowledge."""
+        if task.knowledge is None:
+            return [0]
+        return sorted(set(PASSAGES if self.passages is None else self.passages))
+
 
 class SearchedConfig(ArmSettings):
     type: Literal["searched"]
@@ -99,7 +125,7 @@ class SearchedConfig(ArmSettings):
                     f"train split; use ks up to {sizes['train']}", "search.ks")
         if s.proposer and not sizes["train"]:
             return "the proposer reflects on train examples, and the train split is empty", "search.proposer"
-        return _label_words_problem(s.label_words, labels)
+        return _passages_problem(s, task) or _label_words_problem(s.label_words, labels)
 
     def unused(self, task: Task, sizes: dict[str, int]) -> list[tuple[str, str]]:
         searched = {"decoding": "search.decodings", "calibrate": "search.calibrate"}
@@ -121,11 +147,33 @@ def _unused_search(s: SearchSettings, task: Task, sizes: dict[str, int]) -> list
         ("example_sets", not shows or "random" not in s.selections, f"no trial draws random examples, {NO_EFFECT}"),
         ("calibrate", "constrained" not in decodings, f"no trial scores labels (decoding: constrained), {NO_EFFECT}"),
         ("proposer_calls", not s.proposer, f"there is no proposer, {NO_EFFECT}"),
+        ("passages", task.knowledge is None, f"the task has no knowledge source to retrieve from, {NO_EFFECT}"),
+        ("passage_positions", not any(s.passage_choices(task)),
+         f"no trial retrieves passages (no knowledge source, or passages has only 0), {NO_EFFECT}"),
         ("dev_items", s.dev_items > sizes["dev"], f"the dev split has {sizes['dev']} items: trials are scored on "
                                                   f"those {sizes['dev']}"),
     ]
     changed = s.changed(*(name for name, _, _ in found))
     return [(f"search.{name}", why) for name, no_effect, why in found if name in changed and no_effect]
+
+
+def _passages_problem(s: SearchSettings, task: Task) -> tuple[str, str] | None:
+    """Passages asked for on a task without knowledge, or more than its knowledge source holds."""
+    if not any(s.passages or []):
+        return None
+    if task.knowledge is None:
+        return ("passages are retrieved from the task's knowledge source, and the task has none: add "
+                "knowledge: {path: ..., field: text}, or leave search.passages out", "search.passages")
+    path = task.path_of(task.knowledge.path)
+    if not path.exists():
+        return f"the search retrieves passages, and the knowledge source {path} does not exist", "search.passages"
+    from .knowledge import read_passages
+    held = len(read_passages(task))
+    big = [n for n in s.passages if n > held]
+    if big:
+        return (f"passages {', '.join(map(str, big))} asks for more than the {held} passages of the knowledge "
+                f"source; use passages up to {held}", "search.passages")
+    return None
 
 
 def _label_words_problem(words: dict[str, list[str]], labels: list[str]) -> tuple[str, str] | None:
@@ -225,9 +273,12 @@ class Searched(Arm):
         return study
 
     def _key(self, dev: list[Example], space: "SearchSpace") -> str:
-        body = {"model": self.model, "search": self.settings.model_dump(mode="json"), "dev": [e.id for e in dev],
+        search = self.settings.model_dump(mode="json", exclude={"passages", "passage_positions"})
+        body = {"model": self.model, "search": search, "dev": [e.id for e in dev],
                 "instructions": space.instructions, "task": self.task.instruction, "labels": self.labels,
                 "metric": self.task.decision_metric()[0]}
+        if space.retrieves:  # only then: a search without retrieval keeps the key it had before retrieval existed
+            body["retrieval"] = space.retrieval_key()
         if self.searched_on:  # a search on a tuned model is another search
             body["on"] = self.searched_on
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
@@ -334,7 +385,9 @@ class Searched(Arm):
         best = (training or {}).get("best") or {}
         k = best.get("examples", 0)
         searched = (training or {}).get("dev_items")
+        passages = best.get("passages")
         return (f"{k} examples in the prompt" if k else "none in the prompt") + \
+            (f"; {passages} passages a request from the knowledge source" if passages else "") + \
             (f"; {searched} dev items to search" if searched else "")
 
 
@@ -347,6 +400,33 @@ class SearchSpace:
         classification = self.task.type == "classification"
         self.decodings = self.settings.decodings or (["constrained", "generate"] if classification else ["generate"])
         self.word_sets = self._word_sets() if classification else [None]
+        self.positions = list(self.settings.passage_positions)
+        self.retrieves = any(self.settings.passage_choices(self.task))
+        self._source: list[str] | None = None  # read when first needed: restoring a winner without passages never does
+        self._index = None
+
+    def source(self) -> list[str]:
+        if self._source is None:
+            from .knowledge import load_passages
+            self._source = load_passages(self.task)
+        return self._source
+
+    def passages(self) -> list[int]:
+        """The passages a trial may retrieve; a default above what the source holds retrieves all of it (a
+        choice the user gives is checked before the run)."""
+        chosen = self.settings.passage_choices(self.task)
+        return sorted({min(n, len(self.source())) for n in chosen}) if self.retrieves else chosen
+
+    def index(self):
+        """The knowledge source's BM25 index, built once for every trial."""
+        if self._index is None:
+            from .knowledge import BM25Index
+            self._index = BM25Index(self.source())
+        return self._index
+
+    def retrieval_key(self) -> dict[str, Any]:
+        source = hashlib.sha256(json.dumps(self.source()).encode()).hexdigest()[:12]
+        return {"passages": self.passages(), "positions": self.positions, "source": source}
 
     def _word_sets(self) -> list[dict[str, str] | None]:
         """The labels themselves, then the n-th alternative word of every label that lists one."""
@@ -375,6 +455,10 @@ class SearchSpace:
             params["words"] = 0
         if self.decodings[0] == "constrained" and self.settings.calibrate:
             params["calibrate"] = False
+        if self.retrieves:
+            params["passages"] = min(self.passages())
+            if params["passages"]:
+                params["position"] = self.positions[0]
         return params
 
     def suggest(self, trial) -> dict[str, Any]:
@@ -395,23 +479,33 @@ class SearchSpace:
         params["decoding"] = trial.suggest_categorical("decoding", self.decodings)
         if params["decoding"] == "constrained" and s.calibrate:
             params["calibrate"] = trial.suggest_categorical("calibrate", [False, True])
+        if self.retrieves:  # suggested last, so a search without retrieval samples as it did before
+            params["passages"] = trial.suggest_categorical("passages", self.passages())
+            if params["passages"]:
+                params["position"] = trial.suggest_categorical("position", self.positions)
         return params
 
     def arm(self, params: dict[str, Any]) -> PromptArm:
         levers = Levers(**{k: params.get(k, True) for k in ("context", "output_format", "constraints")})
         common = {"name": self.owner.name, "model": self.owner.config.model, "decoding": params["decoding"],
                   "calibrate": params.get("calibrate", False)}
-        k = params.get("examples", 0)
-        if k:
-            config = FewShotConfig(type="few_shot", k=k, selection=params.get("selection", "random"),
-                                   structured=True, levers=levers,
-                                   layout=params.get("layout", self.settings.layouts[0]), **common)
+        k, passages = params.get("examples", 0), params.get("passages", 0)
+        shown = {"k": k, "selection": params.get("selection", "random"), "structured": True, "levers": levers,
+                 "layout": params.get("layout", self.settings.layouts[0])}
+        if passages:  # the retrieval arm, with the examples (if any) shown as few_shot shows them
+            config = RetrievalConfig(type="retrieval", passages=passages, position=params.get("position", "system"),
+                                     **shown, **common)
+        elif k:
+            config = FewShotConfig(type="few_shot", **shown, **common)
         else:
             config = StructuredConfig(type="structured", levers=levers, **common)
         task = self.task.model_copy(update={"instruction": self.instructions[params.get("instruction", 0)]})
         words = self.word_sets[params.get("words", 0)]
-        return PromptArm(config, task, self.labels, words=words,
-                         shot_seed=self.owner.seed * 1000 + params.get("example_set", 0))
+        made = (Retrieval if passages else PromptArm)(config, task, self.labels, words=words,
+                                                      shot_seed=self.owner.seed * 1000 + params.get("example_set", 0))
+        if passages:
+            made.index = self.index()
+        return made
 
     def describe(self, params: dict[str, Any]) -> dict[str, Any]:
         """The choices in words, for the report (the instruction's text, not its index)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -24,6 +23,7 @@ from ..traits import Traits
 from .base import Arm, ArmContext
 from .prompt import PromptArm, ZeroShotConfig
 from .searched import SearchSpace
+from .tune_search import TuneSearch, run_search, search_key
 
 DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 PROMPTING = ("prompt", "retrieval")  # the families whose prompt a tuned model can be trained and asked with
@@ -39,9 +39,40 @@ class FineTuneConfig(ArmSettings):
     target_modules: list[str] | None = Field(None, description="LoRA targets; default: the attention projections")
     train: TrainSettings = Field(default_factory=TrainSettings)
     merge: bool = Field(False, description="also save the LoRA weights merged into a full model")
+    search: TuneSearch | None = Field(None, description="search the training settings on dev (Optuna)")
+    settings_from: str | None = Field(None, description="train with the settings another lora/full arm's search "
+                                                        "chose (its learning curve and matched hybrids do)")
 
     def references(self):
-        return [] if self.prompt == "bare" else [("prompt", self.prompt, PROMPTING)]
+        found = [] if self.prompt == "bare" else [("prompt", self.prompt, PROMPTING)]
+        return found + ([("settings_from", self.settings_from, ("fine-tune",))] if self.settings_from else [])
+
+    def check_data(self, task: Task, labels: list[str], sizes: dict[str, int]) -> tuple[str, str] | None:
+        s = self.search
+        if s is None:
+            return None
+        if self.settings_from:
+            return "an arm either searches its settings or takes another arm's (settings_from), not both", \
+                "settings_from"
+        if self.type == "full" and (s.r or s.target_modules):
+            return "r and target_modules are LoRA settings: a full fine-tune has neither", \
+                "search.r" if s.r else "search.target_modules"
+        if not sizes["dev"]:
+            return "the fine-tune search scores trials on dev, and the dev split is empty", "search"
+        if s.train_size and s.train_size > sizes["train"]:
+            return f"train_size {s.train_size} is more than the {sizes['train']} train examples", "search.train_size"
+        return None
+
+    def unused(self, task: Task, sizes: dict[str, int]) -> list[tuple[str, str]]:
+        """Settings the search chooses for itself, given here too."""
+        if self.search is None:
+            return []
+        given = {"learning_rate": ("train.learning_rate", self.train.learning_rate is not None),
+                 "epochs": ("train.epochs", bool(self.train.changed("epochs"))),
+                 "r": ("r", bool(self.changed("r"))),
+                 "target_modules": ("target_modules", self.target_modules is not None)}
+        return [(field, f"the search chooses it (search.{name}), so this setting has no effect")
+                for name, (field, set_here) in given.items() if set_here and getattr(self.search, name)]
 
 
 class HybridConfig(ArmSettings):
@@ -136,23 +167,75 @@ class TunedArm(_Prompted):
             raise TunewiseError(f"arm {self.name!r}: fine-tuning needs a local model, not {self.model!r}",
                                 field="model")
         self.prompter.prepare(splits, ctx)
-        train = self.train_examples(splits)
-        key = self.train_key(base, train)
-        self.out_dir = ctx.home / "tuned" / f"{self.config.type}-{key}"
-        done = self.out_dir / "done.json"
-        if not done.exists():
-            model = self._train(base, train, splits, ctx)
-        elif self.config.type == "full":
-            model = load_saved(self.out_dir / "model", base.device)
-        else:
-            model = load_adapter(self.model, self.out_dir / "adapter", base.device)
-        self.training = json.loads(done.read_text())
+        searched = self._settle(base, splits, ctx)
+        model = self._fit(base, splits, ctx)
+        if model is None:
+            model = load_saved(self.out_dir / "model", base.device) if self.config.type == "full" else \
+                load_adapter(self.model, self.out_dir / "adapter", base.device)
+        key = self.out_dir.name.split("-", 1)[1]
+        self.training = json.loads((self.out_dir / "done.json").read_text())
         self.training["path"] = str(self.out_dir)
+        if searched:
+            self.training["tune_search"] = searched
         if getattr(self.prompter, "training", None):  # a searched prompt: its search, for the report and export
             self.training["search"] = self.prompter.training
         self.backend = LocalBackend.sharing(base, model, f"{base.model_key}+{self.config.type}:{key}")
         if serving is not base and self.config.type == "lora":
             self.backend = serving.with_adapter(str(self.out_dir / "adapter"), f"{self.config.type}:{key}")
+
+    def _fit(self, base, splits: Splits, ctx: ArmContext, report=None, bar: str | None = None):
+        """Train on this arm's train examples unless an earlier run did (its done.json): the trained model, or
+        None when it is on disk. `report(epoch, dev score, tokens)` follows the dev scores (a search's trial)."""
+        train = self.train_examples(splits)
+        key = self.train_key(base, train)
+        self.out_dir = ctx.home / "tuned" / f"{self.config.type}-{key}"
+        if (self.out_dir / "done.json").exists():
+            return None
+        return self._train(base, train, splits, ctx, report, bar)
+
+    def _settle(self, base, splits: Splits, ctx: ArmContext) -> dict | None:
+        """The settings to train with: searched on dev (the search's record is returned), another arm's
+        search's (settings_from), or the arm's own."""
+        if self.config.settings_from:
+            chosen = ctx.prepared(self.config.settings_from).chosen()
+            self.config = self.config.model_copy(update=dict(
+                chosen, train=self.config.train.model_copy(update=chosen.pop("train"))))
+            return None
+        search = self.config.search
+        if search is None:
+            return None
+        seed = search.seed if search.seed is not None else self.seed
+        body = {"base": base.model_key, "config": self.config.model_dump(mode="json", exclude={"name", "decoding",
+                                                                                            "merge"}),
+                "train": fingerprint(splits.train), "dev": fingerprint(splits.dev),
+                "prompt": self.prompter.prompt_template(), "seed": seed}
+
+        def train(params: dict, report, number: int) -> dict:
+            trial = self._with(params, train_size=search.train_size or self.config.train.train_size)
+            trial._fit(base, splits, ctx, report, bar=f"{self.name} trial {number}")
+            return dict(json.loads((trial.out_dir / "done.json").read_text()), path=str(trial.out_dir))
+        record = run_search(self.name, search_key(body), ctx.home / "search", search, seed, train,
+                            ctx.progress(f"{self.name} search", search.trials), ctx.log)
+        self.config = self._with(record["best"]).config
+        return record
+
+    def _with(self, params: dict, train_size: int | None = None) -> "TunedArm":
+        """This arm with a trial's settings (and no search): it trains and keys its training as a plain arm."""
+        train = {k: params[k] for k in ("learning_rate", "epochs") if k in params}
+        if train_size != self.config.train.train_size:
+            train["train_size"] = train_size
+        lora = {k: params[k] for k in ("r", "target_modules") if k in params}
+        config = self.config.model_copy(update=dict(lora, search=None, train=self.config.train.model_copy(
+            update=train)))
+        arm = TunedArm(config, self.task, self.labels)
+        arm.prompter, arm.name = self.prompter, self.name  # the same prompt, already prepared
+        return arm
+
+    def chosen(self) -> dict:
+        """The settings this arm trained with that a search chooses: what settings_from takes."""
+        c = self.config
+        return {"r": c.r, "target_modules": c.target_modules,
+                "train": {"learning_rate": c.train.learning_rate, "epochs": c.train.epochs}}
 
     def train_examples(self, splits: Splits) -> list[Example]:
         size = self.config.train.train_size
@@ -177,15 +260,15 @@ class TunedArm(_Prompted):
 
     def train_key(self, base, train: list[Example]) -> str:
         """Identifies a training: base model, settings, data and prompt; reruns reuse its result."""
-        config = self.config.model_dump(mode="json", exclude={"name", "decoding", "merge"})
+        config = self.config.model_dump(mode="json", exclude={"name", "decoding", "merge", "search",
+                                                              "settings_from"})
         if config["train"]["loss_on"] == "final":
             del config["train"]["loss_on"]  # keys made before the setting existed stay valid
         else:
             config["untrained"] = [e.untrained for e in train]  # messages of weight 0
         body = {"base": base.model_key, "config": config, "data": fingerprint(train),
                 "prompt": self.prompter.prompt_template(), "epochs": self.epochs(len(train)), "seed": self.seed,
-                "selection": "scored labels" if self.task.type == "classification" else
-                self.task.decision_metric()[0]}
+                "selection": f"{self.task.decision_metric()[0]}, decoded as tested"}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
     def settings(self, n_train: int) -> TrainSettings:
@@ -194,7 +277,7 @@ class TunedArm(_Prompted):
         return train.model_copy(update={"learning_rate": train.learning_rate or DEFAULT_LR[self.config.type],
                                         "epochs": self.epochs(n_train), "seed": self.seed})
 
-    def _train(self, base, train: list[Example], splits: Splits, ctx: ArmContext):
+    def _train(self, base, train: list[Example], splits: Splits, ctx: ArmContext, report=None, bar=None):
         import torch
 
         from ..backends.chat import ChatFormat
@@ -211,15 +294,17 @@ class TunedArm(_Prompted):
             model = with_lora(model, **lora)
         chat = ChatFormat(base.tokenizer)
         examples = [self._sft_example(chat, e, settings) for e in train]
-        options = dict(out_dir=self.out_dir, evaluate=self._dev_evaluator(base, splits), pad_id=chat.pad_id(),
-                       device=base.device)
+        evaluate = self._dev_evaluator(base, splits)
+        if evaluate and report:
+            evaluate = _reporting(evaluate, report, sum(len(e.input_ids) for e in examples))
+        options = dict(out_dir=self.out_dir, evaluate=evaluate, pad_id=chat.pad_id(), device=base.device)
         processes = resolve_processes(settings.processes, base.device)
         if processes > 1:  # several GPUs: each epoch in that many processes (accelerate, DDP)
             trainer = LaunchedTrainer(model, settings, examples, job={"model": self.model, "lora": lora},
                                       processes=processes, **options)
         else:
             trainer = SFTTrainer(model, settings, examples, **options)
-        trainer.progress = ctx.progress(f"{self.name} train", trainer.total_steps)
+        trainer.progress = ctx.progress(bar or f"{self.name} train", trainer.total_steps)
         state = trainer.train()
         trainable, total = count_params(model)
         flops = flops_per_token(model, full=self.config.type == "full") * state.tokens_seen
@@ -234,7 +319,8 @@ class TunedArm(_Prompted):
             ctx.log(f"warning: arm {self.name!r}: {clipped} of {len(examples)} training examples were longer than "
                     f"train.max_length {settings.max_length} tokens and lost their prompt's start")
         summary = dict(result.summary(), train_examples=len(train), device=base.device, processes=processes,
-                       torch_threads=torch.get_num_threads(), clipped=clipped, max_length=settings.max_length)
+                       torch_threads=torch.get_num_threads(), clipped=clipped, max_length=settings.max_length,
+                       dev_items=getattr(evaluate, "items", 0), learning_rate=settings.learning_rate)
         write_json(self.out_dir / "done.json", summary)
         (self.out_dir / "checkpoint.pt").unlink(missing_ok=True)
         return model.eval()
@@ -254,11 +340,9 @@ class TunedArm(_Prompted):
                              settings.max_length, learned, chat.leading_ids())
 
     def _dev_evaluator(self, base, splits: Splits):
-        """Dev metric after each epoch: the task's decision metric on up to eval_max dev items.
-
-        Classification scores the labels (one forward pass per item) whatever the arm's decoding:
-        the cheaper, smoother signal for choosing an epoch.
-        """
+        """Dev metric after each epoch: the task's decision metric on up to eval_max dev items (seeded, labels
+        in proportion), answered with the arm's own decoding and parser, so the epoch kept is the best at what
+        the test measures (scored labels would choose on another measurement than a generating arm's)."""
         from ..backends.local import LocalBackend
         if not splits.dev:
             return None
@@ -267,14 +351,26 @@ class TunedArm(_Prompted):
         dev = _take(rng.sample(splits.dev, len(splits.dev)), self.config.train.eval_max, key, rng)
         metric = get_metric(self.task.decision_metric()[0], self.task)
         prompter = self.prompter
-        if self.task.type == "classification":
-            prompter = copy.copy(prompter)
-            prompter.config = prompter.config.model_copy(update={"decoding": "constrained"})
 
         def evaluate(model) -> float:
             preds = prompter.predict(dev, LocalBackend.sharing(base, model, "dev-eval"))
             return metric.aggregate([p.parsed for p in preds], [e.target for e in dev])
+        evaluate.items = len(dev)
         return evaluate
+
+
+def _reporting(evaluate, report, tokens_per_epoch: int):
+    """The dev evaluator, telling a search's trial each epoch's score (which may prune the trial)."""
+    epochs = 0
+
+    def evaluated(model) -> float:
+        nonlocal epochs
+        score = evaluate(model)
+        epochs += 1
+        report(epochs, score, epochs * tokens_per_epoch)
+        return score
+    evaluated.items = evaluate.items
+    return evaluated
 
 
 @register
@@ -300,7 +396,9 @@ class Hybrid(_Prompted):
         self.inner: TunedArm | None = None
         if config.training == "matched":  # an adapter of its own, trained with the hybrid's prompt
             settings = tuned.model_copy(update={"name": self.name, "prompt": config.prompt,
-                                                "decoding": config.decoding})
+                                                "decoding": config.decoding, "search": None})
+            if tuned.search:  # the settings the tuned arm's search chose, not a search of its own
+                settings = settings.model_copy(update={"settings_from": config.tuned})
             self.inner = TunedArm(settings, task, labels, configs)
             self.prompter = self.inner.prompter
         else:

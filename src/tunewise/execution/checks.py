@@ -123,20 +123,28 @@ def _check_sizes(task: Task, splits: Splits, task_file: str) -> None:
                             f"examples; use ks up to {n_train}", file=task_file, field="learning_curve.ks")
 
 
+def _searched_passages(arm, task: Task) -> list[int]:
+    """The passage counts a searched arm's trials may retrieve (none for other arms)."""
+    search = getattr(arm, "search", None)
+    choices = getattr(search, "passage_choices", None)
+    return choices(task) if choices else []
+
+
 def _check_knowledge(task: Task, task_file: str) -> list[str]:
     """The knowledge source reads, and every passage fits the context of the models that retrieve it; the
     returned warnings name the settings it leaves without effect."""
     if task.knowledge is None:
         return []
     retrieving = {i: arm for i, arm in enumerate(task.arms) if traits(arm.type).retrieves}
-    if not retrieving:
+    searching = [arm for arm in task.arms if any(_searched_passages(arm, task))]  # a search may retrieve too
+    if not retrieving and not searching:
         return ["knowledge: no arm retrieves passages (add a retrieval arm), so the knowledge source is unused"]
     path = task.path_of(task.knowledge.path)
     if not path.exists():
         raise TaskFileError(f"the knowledge source {path} does not exist", file=task_file, field="knowledge.path")
     from ..arms.knowledge import read_passages
     passages = read_passages(task)  # an empty or malformed source fails now, not after the other arms ran
-    _check_passage_lengths(task, {a.model or task.model for a in retrieving.values()}, passages)
+    _check_passage_lengths(task, {a.model or task.model for a in [*retrieving.values(), *searching]}, passages)
     notes = [f"arms.{i}.passages: the knowledge source holds {len(passages)} passages, so each prompt gets those"
              for i, arm in retrieving.items() if arm.changed("passages") and arm.passages > len(passages)]
     if path.is_dir() and task.knowledge.changed("field"):

@@ -62,21 +62,26 @@ def plan_units(task: Task, plan: list[tuple[Any, dict | None]]) -> list[Unit]:
     fine-tuning needs)."""
     seeds = task.splits.all_seeds()
     main = seeds[0]
-    units = [_unit(config, curve, main, main, position) for position, (config, curve) in enumerate(plan)]
+    configs = {arm_name(c): c for c, _ in plan}
+    units = [_unit(config, curve, main, main, position, configs) for position, (config, curve) in enumerate(plan)]
     for seed in seeds[1:]:
         for config in task.arms:
             name = arm_name(config)
-            units.append(_unit(config, {"of": name, "seed": seed}, seed, main, len(units)))
+            units.append(_unit(config, {"of": name, "seed": seed}, seed, main, len(units), configs))
     return units
 
 
-def _unit(config, curve, seed: int, main: int, position: int) -> Unit:
+def _unit(config, curve, seed: int, main: int, position: int, configs: dict) -> Unit:
     from ..arms import traits
     name = arm_name(config)
     kind = traits(config.type)
-    # a plain hybrid asks its tuned arm's model; a matched one trains its own (and needs nothing first)
+    # a plain hybrid asks its tuned arm's model; a matched one trains its own, with the settings its tuned
+    # arm's search chose when it searched (as a curve point does): those need that arm first
     plain = kind.hybrid and config.training == "plain"
-    needs = [seed_name(config.tuned, seed, main)] if plain else []
+    settings_from = getattr(config, "settings_from", None)
+    if kind.hybrid and not plain and getattr(configs.get(config.tuned), "search", None):
+        settings_from = config.tuned
+    needs = [seed_name(config.tuned if plain else settings_from, seed, main)] if plain or settings_from else []
     trains = kind.trains_weights and not plain
     return Unit(seed=seed, arm=name, name=seed_name(name, seed, main), position=position, config=config,
                 curve=curve, needs=needs, tuned=trains)

@@ -355,9 +355,13 @@ def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
             if size == "all":
                 continue  # the arm itself is the curve's last point
             # every planned epoch runs (the best is kept): early stopping on tiny sets stops on noise
+            # a searched arm's points train with the settings its search chose; a small point's dev
+            # evaluation scales with its size (at least 50 items), not the arm's full eval_max every epoch
             train = tuned.train.model_copy(update={"train_size": size, "min_passes": curve.min_passes,
-                                                   "patience": 0})
-            plan.append((tuned.model_copy(update={"name": f"{name}@{size}", "train": train}),
+                                                   "patience": 0,
+                                                   "eval_max": min(tuned.train.eval_max, max(50, size))})
+            plan.append((tuned.model_copy(update={"name": f"{name}@{size}", "train": train, "search": None,
+                                                  "settings_from": name if tuned.search else None}),
                          {"of": name, "size": size}))
     few = _find(task, curve.few_shot_arm, "examples")
     if few is not None:

@@ -51,7 +51,7 @@ def _searches(report: RunReport) -> list[str]:
     lines = []
     for s in report.searches:
         pruned = sum(t["state"] == "pruned" for t in s.trials)
-        lines += [f"## Prompt search: {s.arm}", "",
+        lines += [f"## {s.kind.capitalize()} search: {s.arm}", "",
                   f"{len(s.trials)} trials ({pruned} pruned) on {s.dev_items} dev items in {s.seconds:.0f} s; the "
                   f"winner scored {s.metric} {num(s.dev_score)} on dev and {num(s.test_score)} on test.", ""]
         if s.overfit:

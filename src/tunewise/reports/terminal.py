@@ -39,7 +39,8 @@ def print_table(report: RunReport, out=None) -> None:
         for line in needs.statements:
             out.print(line)
     for s in report.searches:
-        out.print(f"Prompt search {s.arm}: {len(s.trials)} trials on {s.dev_items} dev items in {s.seconds:.0f} s; "
+        out.print(f"{s.kind.capitalize()} search {s.arm}: {len(s.trials)} trials on {s.dev_items} dev items in "
+                  f"{s.seconds:.0f} s; "
                   f"winner {s.metric} {num(s.dev_score)} on dev, {num(s.test_score)} on test", highlight=False)
         if s.overfit:
             out.print(f"  [yellow]![/yellow] {escape(s.overfit)}", highlight=False)
