@@ -150,3 +150,36 @@ def test_the_search_record_keeps_each_trials_cost(planted, tmp_path):
     assert record["train_size"] == 6 and training["train_examples"] == result.report.info["splits"]["train"]  # the winner trains on all
     assert all(t["tokens"] > 0 and t["seconds"] is not None for t in record["trials"])
     assert json.dumps(record)  # stored as JSON
+
+
+def _arm(name, training, value, low, high, n=100):
+    from types import SimpleNamespace
+    metric = SimpleNamespace(value=value, low=low, high=high)
+    return SimpleNamespace(name=name, training=training, summary=SimpleNamespace(metrics={"accuracy": metric}, n=n))
+
+
+def test_a_dev_to_test_drop_beyond_the_intervals_is_a_warning_for_every_arm_chosen_on_dev():
+    from types import SimpleNamespace
+
+    from tunewise.analysis.build import dev_drops
+    arms = [_arm("lora", {"best_dev": 0.667, "dev_items": 60, "best_epoch": 2}, 0.111, 0.05, 0.18),
+            _arm("searched", {"kind": "search", "dev_score": 0.95, "dev_items": 80}, 0.70, 0.63, 0.77),
+            _arm("steady", {"best_dev": 0.82, "dev_items": 60, "best_epoch": 1}, 0.80, 0.72, 0.88),
+            _arm("zero_shot", None, 0.5, 0.4, 0.6)]
+    report = SimpleNamespace(main_arms=lambda: arms, metric="accuracy")
+    found = dev_drops(report)
+    assert len(found) == 2 and found[0].startswith("arm 'lora': the epoch kept (2) scored accuracy 0.667 on 60")
+    assert found[1].startswith("arm 'searched': the search's winning prompt scored accuracy 0.950")
+
+
+def test_the_plan_counts_a_searchs_trials_and_the_curve_points_own_sizes(planted, tmp_path):
+    from tunewise.execution.runner import make_plan
+    task = planted({"trials": 2, "learning_rate": [1e-7, 3e-2], "train_size": 6},
+                   curve={"sizes": [4, "all"], "min_passes": 20})
+    _, plan = make_plan(task, home=tmp_path / "home", log=lambda m: None)
+    parts = [(p.unit, p.part, p.requests) for p in plan.parts if p.unit.startswith("lora")]
+    dev = 16  # the planted data's dev split: every dev item, after each epoch
+    assert parts[:3] == [("lora", "search", 3 * dev), ("lora", "search", 3 * dev), ("lora", "training", 3 * dev)]
+    # the curve point trains 4 examples for max(3, 20 / 4) epochs, evaluating its dev items after each
+    assert ("lora@4", "training", 5 * dev) in parts
+    assert all(p.seconds > 0 for p in plan.parts if p.part in ("search", "training"))

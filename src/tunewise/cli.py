@@ -133,19 +133,69 @@ def _with_options(task, executor: str | None, address: str | None, seeds: list[i
     return task.model_copy(update=update) if update else task
 
 
+def _budget(ctx, param, value: str | None):
+    """--budget 20m, 20min, minutes=20, money=5, or both: minutes=20,money=5."""
+    if value is None:
+        return None
+    from .task.schema import Budget
+    limits = {}
+    for part in value.replace(" ", "").split(","):
+        name, _, number = part.rpartition("=")
+        if not name:
+            name, number = ("minutes", number.removesuffix("min").removesuffix("m")) \
+                if number.endswith(("m", "min")) else ("money", number)
+        try:
+            limits[name] = float(number)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: give minutes=N, money=N, or Nm (e.g. 20m)") from None
+    try:
+        return Budget(**limits)
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r}: {str(err).splitlines()[-1].strip()}") from None
+
+
+def plan_options(command):
+    """--plan, --yes and --budget: the run's cost before it is spent, and a limit it is cut to fit."""
+    command = click.option("--budget", callback=_budget, help="Cut the plan to fit: 20m, minutes=20, money=5 "
+                                                             "(budget: in the task file).")(command)
+    command = click.option("--yes", is_flag=True, help="With --plan: run without asking.")(command)
+    return click.option("--plan", "show_plan", is_flag=True,
+                        help="Print the run's plan (requests, tokens, seconds, money per unit) and ask to "
+                             "continue.")(command)
+
+
+@main.command("plan")
+@click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--budget", callback=_budget, help="Cut the plan to fit: 20m, minutes=20, money=5.")
+@executor_options
+@HOME_OPTION
+@friendly
+def plan_command(task_file: Path, budget, executor: str | None, address: str | None, seeds: list[int] | None,
+                 home: str) -> None:
+    """Print what running TASK_FILE would send and spend, unit by unit; its last line is the total."""
+    from .execution.plan import plan_text
+    from .execution.runner import make_plan
+    from .task import load_task
+    task = _with_options(load_task(task_file), executor, address, seeds)
+    _, plan = make_plan(task, home=home, task_file=str(task_file), budget=budget,
+                        log=lambda msg: click.echo(msg, err=True))
+    click.echo("\n".join(plan_text(plan)))
+
+
 @main.command("run")
 @click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--strict", is_flag=True, help="Treat leakage between splits as an error.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@plan_options
 @executor_options
 @HOME_OPTION
 @friendly
-def run_command(task_file: Path, strict: bool, no_progress: bool, executor: str | None, address: str | None,
-                seeds: list[int] | None, home: str) -> None:
+def run_command(task_file: Path, strict: bool, no_progress: bool, show_plan: bool, yes: bool, budget,
+                executor: str | None, address: str | None, seeds: list[int] | None, home: str) -> None:
     """Run every arm of TASK_FILE and print the comparison table."""
     from .task import load_task
     task = _with_options(load_task(task_file), executor, address, seeds)
-    _run_and_show(task, str(task_file), home, strict, not no_progress)
+    _run_and_show(task, str(task_file), home, strict, not no_progress, (show_plan, yes, budget))
 
 
 @main.command("demo")
@@ -158,11 +208,12 @@ def run_command(task_file: Path, strict: bool, no_progress: bool, executor: str 
               help="word_sentiment: classification, prompting against fine-tuning; explain: open-ended "
                    "explanations scored by assertions (needs tunewise[assert]); support: customer-support "
                    "conversations, prompting and retrieval against LoRA and a LoRA + retrieval hybrid.")
+@plan_options
 @executor_options
 @HOME_OPTION
 @friendly
-def demo_command(no_progress: bool, quick: bool, write_task: Path | None, which: str, executor: str | None,
-                 address: str | None, seeds: list[int] | None, home: str) -> None:
+def demo_command(no_progress: bool, quick: bool, write_task: Path | None, which: str, show_plan: bool, yes: bool,
+                 budget, executor: str | None, address: str | None, seeds: list[int] | None, home: str) -> None:
     """Run a bundled example on the embedded model (word sentiment unless --task says otherwise)."""
     from .demo import DEMOS, demo_task
     if write_task:
@@ -171,7 +222,7 @@ def demo_command(no_progress: bool, quick: bool, write_task: Path | None, which:
     folder = "demo" if which == "word_sentiment" else f"demo-{which}"
     task, task_file = demo_task(Path(home) / folder, quick=quick, name=which)
     task = _with_options(task, executor, address, seeds)
-    _run_and_show(task, str(task_file), home, False, not no_progress)
+    _run_and_show(task, str(task_file), home, False, not no_progress, (show_plan, yes, budget))
 
 
 @main.command("show")
@@ -341,14 +392,25 @@ def _report(store, run_id: str):
                        f"unaffected (tunewise runs lists them)") from err
 
 
-def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool) -> None:
+def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool, planning=(False, False, None)):
     import time
 
-    from .execution.runner import run
+    from .execution.runner import backends_for, make_plan, run
     from .reports.terminal import print_table
+    show_plan, yes, budget = planning
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     start = time.perf_counter()
-    result = run(task, home=home, strict=strict, progress=progress, task_file=task_file,
-                 log=lambda msg: click.echo(msg, err=True))
+    make, plan = backends_for(task), None
+    if show_plan or budget:
+        task, plan = make_plan(task, home=home, backend_factory=make, task_file=task_file, budget=budget, log=log)
+    if show_plan:
+        from .execution.plan import plan_text
+        click.echo("\n".join(plan_text(plan)))
+        if not yes and not click.confirm("continue?", default=True, err=True):
+            click.echo("nothing run", err=True)
+            return
+    result = run(task, home=home, strict=strict, progress=progress, task_file=task_file, log=log,
+                 backend_factory=make, plan=plan)
     print_table(result.report)
     click.echo(f"run {result.run_id} in {time.perf_counter() - start:.1f} s; "
                f"report: {result.report_paths['html']} (also {result.report_paths['markdown'].name}, "

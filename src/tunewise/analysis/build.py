@@ -8,6 +8,7 @@ confusion matrices and the items where the arms disagree.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 
 from ..arms import arm_class, family, method
@@ -30,6 +31,8 @@ from .model import (
     Evidence,
     MetricValue,
     Part,
+    PlanCheck,
+    PlanRow,
     RunReport,
     SearchSummary,
     SeedSpread,
@@ -75,8 +78,58 @@ def build_report(store: Store, run_id: str) -> RunReport:
     report.disagreements = disagreements(rows)
     report.loss_curves = {a["name"]: [(s["step"], s["loss"]) for s in a["training"]["losses"]]
                           for a in stored if (a.get("training") or {}).get("losses") and not a.get("curve")}
-    report.warnings = run_warnings(run, report.arms) + answer_warnings(store, report)
+    report.warnings = run_warnings(run, report.arms) + answer_warnings(store, report) + dev_drops(report)
+    report.plan_check = plan_check(report)
     return report
+
+
+def plan_check(report: RunReport) -> PlanCheck | None:
+    """Each unit's planned seconds beside its measured ones (a model's loading is measured inside the first
+    unit that uses it, so the total compares the plan's whole with the units' sum)."""
+    plan = report.info.get("plan")
+    if not plan:
+        return None
+    estimated: dict[str, float] = {}
+    parts: dict[str, list[str]] = {}
+    for p in plan["parts"]:
+        estimated[p["unit"]] = estimated.get(p["unit"], 0.0) + p["seconds"]
+        parts.setdefault(p["unit"], []).append(p["part"])
+    actual = {a.name: a.summary.unit_s for a in report.arms if a.summary is not None}
+    actual.update({u: s for u, s in estimated.items() if "probe" in parts[u]})  # measured when the plan was made
+    rows = [PlanRow(unit=u, parts=", ".join(dict.fromkeys(parts[u])), estimated_s=s, actual_s=actual.get(u))
+            for u, s in estimated.items()]
+    done = sum(r.actual_s for r in rows if r.actual_s is not None)
+    planned = sum(r.estimated_s for r in rows)
+    return PlanCheck(rows=rows, estimated_s=planned, actual_s=done, cuts=plan.get("cuts") or [],
+                     error=(done - planned) / planned if planned > 0 and done else None, budget=plan.get("budget"))
+
+
+def dev_drops(report: RunReport) -> list[str]:
+    """Every arm chosen on dev (a search's winner, a training's best epoch) whose test score falls below its dev
+    score by more than the two scores' sampling error: what was chosen on dev did not hold on test."""
+    out = []
+    for arm in report.main_arms():
+        dev, items, how = _dev_choice(arm.training or {})
+        test = arm.summary.metrics.get(report.metric) if arm.summary else None
+        if dev is None or not items or test is None or test.low is None or test.value is None:
+            continue
+        half = (test.high - test.low) / 2
+        both = half * math.sqrt(1 + (arm.summary.n or items) / items)  # the dev score's error scales as 1/√n
+        if dev - test.value > max(0.05, both):
+            out.append(f"arm {arm.name!r}: {how} scored {report.metric} {dev:.3f} on {items} dev items but "
+                       f"{test.value:.3f} on test (95% CI {test.low:.3f}–{test.high:.3f}), a drop beyond both "
+                       f"scores' intervals: dev did not predict test here (too few dev items, or dev and test "
+                       f"differ)")
+    return out
+
+
+def _dev_choice(training: dict) -> tuple[float | None, int, str]:
+    """The dev score an arm was chosen on, its dev items, and what was chosen."""
+    if training.get("kind") == "search":
+        return training.get("dev_score"), training.get("dev_items") or 0, "the search's winning prompt"
+    if training.get("best_dev") is not None:
+        return training["best_dev"], training.get("dev_items") or 0, f"the epoch kept ({training.get('best_epoch')})"
+    return None, 0, ""
 
 
 # -- answers that do not read the input -----------------------------------------------------

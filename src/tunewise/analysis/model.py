@@ -55,6 +55,7 @@ class ArmSummary(_Model):
     by_answer: dict[str, AnswerGroup] | None = None
     engine: dict[str, str] | None = None  # the local engine's path per kind of call: "tree", "plain: why", ...
     predict_s: float | None = None  # wall time of the test split's predictions and scoring
+    unit_s: float | None = None  # the whole unit: preparation (training, search) and evaluation
     # the judge's work on this arm's answers: calls, cached, tokens, seconds, unparsed verdicts, and the mean
     # answer length beside its rank correlation with the scores (verbosity bias)
     judge: dict[str, Any] | None = None
@@ -142,6 +143,24 @@ class ArmCost(_Model):
     monthly: float | None    # at the stated volume; None when the task states none
     train_flops: float | None = None
     judge: float | None = None  # judging this arm's test answers (an evaluation cost, not one per request)
+
+
+class PlanRow(_Model):
+    """One unit of the run: the plan's estimate beside the time it took."""
+    unit: str
+    parts: str                 # what the plan counted in it: "search, test, consistency"
+    estimated_s: float
+    actual_s: float | None     # None: not measured apart (a model's loading is inside the first unit using it)
+
+
+class PlanCheck(_Model):
+    """The plan made before the run against the run: the estimator's error, visible."""
+    rows: list[PlanRow]
+    estimated_s: float
+    actual_s: float
+    error: float | None        # (actual − estimate) / estimate, over the units that finished
+    cuts: list[str] = []       # what a budget cut
+    budget: dict[str, float] | None = None
 
 
 class Effort(_Model):
@@ -333,6 +352,7 @@ class RunReport(_Model):
     clean: Evidence | None = None  # the same analysis on the test items not seen in train/dev, when some leaked
     costs: dict[str, ArmCost] = {}
     effort: dict[str, Effort] = {}
+    plan_check: PlanCheck | None = None
     decision: Decision | None = None
     framework: FrameworkTable | None = None
     confusion: dict[str, Confusion] = {}

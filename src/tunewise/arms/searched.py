@@ -297,6 +297,8 @@ class Searched(Arm):
             for rung in rungs:
                 preds = arm.predict(dev[:rung], backend)
                 value = metric.aggregate([p.parsed for p in preds], [e.target for e in dev[:rung]])
+                trial.set_user_attr("items", rung)  # what the trial cost, pruned or not: the report's effort row
+                trial.set_user_attr("tokens", sum(p.input_tokens + p.output_tokens for p in preds))
                 trial.report(value, rung)
                 if rung < len(dev) and trial.should_prune():
                     raise optuna.TrialPruned()
@@ -334,7 +336,8 @@ class Searched(Arm):
 
     def _record(self, study, space: "SearchSpace", dev: list[Example]) -> dict[str, Any]:
         trials = [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
-                   "params": space.describe(t.params), "seconds": t.duration.total_seconds() if t.duration else None}
+                   "params": space.describe(t.params), "seconds": t.duration.total_seconds() if t.duration else None,
+                   "items": t.user_attrs.get("items"), "tokens": t.user_attrs.get("tokens")}
                   for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
         best = study.best_trial
         return {"kind": "search", "wall_s": sum(t["seconds"] or 0.0 for t in trials), "dev_items": len(dev),

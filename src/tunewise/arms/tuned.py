@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from ..backends.base import Backend, Progress
 from ..errors import TunewiseError
@@ -42,6 +42,14 @@ class FineTuneConfig(ArmSettings):
     search: TuneSearch | None = Field(None, description="search the training settings on dev (Optuna)")
     settings_from: str | None = Field(None, description="train with the settings another lora/full arm's search "
                                                         "chose (its learning curve and matched hybrids do)")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        data = handler(self)
+        for name in ("search", "settings_from"):
+            if data.get(name, 0) is None:
+                data.pop(name)  # configurations (and their hashes) made before the settings existed stay the same
+        return data
 
     def references(self):
         found = [] if self.prompt == "bare" else [("prompt", self.prompt, PROMPTING)]
@@ -219,10 +227,11 @@ class TunedArm(_Prompted):
         self.config = self._with(record["best"]).config
         return record
 
-    def _with(self, params: dict, train_size: int | None = None) -> "TunedArm":
-        """This arm with a trial's settings (and no search): it trains and keys its training as a plain arm."""
+    def _with(self, params: dict, train_size: int | None | str = "kept") -> "TunedArm":
+        """This arm with a trial's settings (and no search): it trains and keys its training as a plain arm;
+        `train_size` replaces the arm's own when given."""
         train = {k: params[k] for k in ("learning_rate", "epochs") if k in params}
-        if train_size != self.config.train.train_size:
+        if train_size != "kept" and train_size != self.config.train.train_size:
             train["train_size"] = train_size
         lora = {k: params[k] for k in ("r", "target_modules") if k in params}
         config = self.config.model_copy(update=dict(lora, search=None, train=self.config.train.model_copy(

@@ -38,6 +38,9 @@ class FakeBackend:
     def _tokens(messages: list[Message]) -> int:
         return sum(len(m["content"].split()) for m in messages)
 
+    def count_tokens(self, messages: list[Message]) -> int:
+        return self._tokens(messages)
+
     def generate(self, requests: list[GenRequest], progress: Progress | None = None) -> list[Generation]:
         out = []
         for req in requests:

@@ -117,6 +117,9 @@ class LocalBackend:
     def encode(self, messages: list[Message]) -> list[int]:
         return self.chat.encode(messages)
 
+    def count_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode(messages))
+
     def end_of_turn_id(self) -> int | None:
         return self.chat.end_of_turn_id()
 

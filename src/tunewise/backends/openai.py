@@ -184,6 +184,10 @@ class OpenAIBackend:
             return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return max(1, math.ceil(len(text) / 4)) if text else 0  # ~4 characters a token, when nothing better
 
+    def count_tokens(self, messages: list[Message]) -> int:
+        """The prompt's tokens as this client counts them (the server's own count comes with its answer)."""
+        return self._estimate(messages)
+
     def _estimate(self, messages: list[Message]) -> int:
         return sum(self._count(m["content"]) + 4 for m in messages)  # a few tokens of chat markup per turn
 

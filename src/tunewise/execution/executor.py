@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..arms import ArmContext, build
+from ..arms import ArmContext, build, traits
 from ..backends import Backend
 from ..measure.consistency import measure as measure_consistency
 from ..measure.evaluate import prediction_rows, summarize
@@ -72,7 +72,6 @@ def plan_units(task: Task, plan: list[tuple[Any, dict | None]]) -> list[Unit]:
 
 
 def _unit(config, curve, seed: int, main: int, position: int, configs: dict) -> Unit:
-    from ..arms import traits
     name = arm_name(config)
     kind = traits(config.type)
     # a plain hybrid asks its tuned arm's model; a matched one trains its own, with the settings its tuned
@@ -224,3 +223,46 @@ class LocalExecutor:
             on_done(result)
             if all(u.seed != unit.seed for u in units[i + 1:]):
                 runner.release(unit.seed)
+
+
+def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
+    """The task's arms, then the learning curve's extra points: (config, curve point or None)."""
+    plan: list[tuple[object, dict | None]] = [(a, None) for a in task.arms]
+    curve = task.learning_curve
+    if curve is None:
+        return plan
+    tuned = _find(task, curve.arm, "train_size")
+    if tuned is not None:
+        name = arm_name(tuned)
+        for size in curve.sizes:
+            if size == "all":
+                continue  # the arm itself is the curve's last point
+            # every planned epoch runs (the best is kept): early stopping on tiny sets stops on noise
+            # a searched arm's points train with the settings its search chose; a small point's dev
+            # evaluation scales with its size (at least 50 items), not the arm's full eval_max every epoch
+            train = tuned.train.model_copy(update={"train_size": size, "min_passes": curve.min_passes,
+                                                   "patience": 0,
+                                                   "eval_max": min(tuned.train.eval_max, max(50, size))})
+            plan.append((tuned.model_copy(update={"name": f"{name}@{size}", "train": train, "search": None,
+                                                  "settings_from": name if tuned.search else None}),
+                         {"of": name, "size": size}))
+    few = _find(task, curve.few_shot_arm, "examples")
+    if few is not None:
+        name = arm_name(few)
+        draws = curve.draws if few.selection == "random" else 1  # the most similar examples are one set
+        for k in sorted(set(curve.ks) | {few.k}):
+            for draw in range(draws):
+                if (k, draw) == (few.k, few.draw):
+                    continue  # the arm itself
+                point = f"{name}@k{k}" + (f"#{draw}" if draw else "")
+                plan.append((few.model_copy(update={"name": point, "k": k, "draw": draw}),
+                             {"of": name, "k": k, "draw": draw}))
+    return plan
+
+
+def _find(task: Task, name: str | None, role: str):
+    """The named arm, or the first whose learning curve varies `role` (train_size or examples)."""
+    for arm in task.arms:
+        if traits(arm.type).curve == role and name in (None, arm_name(arm)):
+            return arm
+    return None

@@ -23,6 +23,7 @@ from ..task import Task, arm_name
 from ..task.data import Splits, check_leakage, fingerprint, label_set, load_examples, make_splits
 from ..task.loading import line_of
 from .checks import check_before_running
+from .executor import arm_plan
 
 DEFAULT_HOME = Path(".tunewise")
 VERBOSITY_WARN = 0.5  # a rank correlation of the judge's scores with answer length above this is reported
@@ -99,24 +100,58 @@ class RunContext:
     splits: Splits
     leak: object                    # the leakage check's findings
     run_id: str = ""
+    plan: object = None             # the plan made before the run, stored with it
 
 
 def run(task: Task, *, home: str | Path = DEFAULT_HOME, strict: bool = False, progress: bool = True,
         backend_factory: Callable[[str], Backend] | None = None, task_file: str = "<task>",
-        log: Callable[[str], None] | None = None) -> RunResult:
-    """Run every arm of the task on its test split; resume an unfinished identical run."""
+        log: Callable[[str], None] | None = None, plan=None) -> RunResult:
+    """Run every arm of the task on its test split; resume an unfinished identical run. `plan` (from
+    `make_plan`) is stored with the run, so the report sets each unit's estimate beside its actual time; a task
+    with a budget is planned and cut to fit it first (or refused, before any model is asked anything)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     home = Path(home)
     examples, labels, splits, leak = _prepare(task, strict, task_file)  # every check; nothing written yet
-    make = _once(backend_factory or (lambda model: make_backend(model, device=task.device,
-                                                                batch_size=task.batch_size, endpoints=task.endpoints)))
+    make = _once(backend_factory or _factory(task))
+    if plan is None and task.budget is not None:
+        task, plan = _planned(task, labels, splits, make, home, None, task_file, log)
+        examples, labels, splits, leak = _prepare(task, strict, task_file)
     store = Store(home / "tunewise.db")
     try:
         with progress_bars(progress):
             return _run(RunContext(task, store, home, task_file, progress, log, make, examples, labels, splits,
-                                   leak))
+                                   leak, plan=plan))
     finally:
         store.close()
+
+
+def make_plan(task: Task, *, home: str | Path = DEFAULT_HOME, backend_factory: Callable[[str], Backend] | None = None,
+              task_file: str = "<task>", budget=None, log: Callable[[str], None] | None = None):
+    """What the run would send and spend, unit by unit, measured with a short probe; with a budget (given, or
+    the task's) the task cut to fit it. Returns (task to run, plan)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    examples, labels, splits, leak = _prepare(task, False, task_file)
+    make = _once(backend_factory or _factory(task))
+    return _planned(task, labels, splits, make, Path(home), budget, task_file, log)
+
+
+def _planned(task, labels, splits, make, home, budget, task_file, log):
+    from .plan import plan_task
+    with progress_bars(False):
+        task, plan = plan_task(task, labels, splits, make, home, budget, task_file)
+    for cut in plan.cuts:
+        log(f"budget: cut {cut}")
+    return task, plan
+
+
+def backends_for(task: Task) -> Callable[[str], Backend]:
+    """One backend per model, made when first asked for: a plan and the run after it share a loaded model."""
+    return _once(_factory(task))
+
+
+def _factory(task: Task) -> Callable[[str], Backend]:
+    return lambda model: make_backend(model, device=task.device, batch_size=task.batch_size,
+                                      endpoints=task.endpoints)
 
 
 def _prepare(task: Task, strict: bool, task_file: str):
@@ -150,6 +185,8 @@ def _run(ctx: RunContext) -> RunResult:
         log(w)
     run_id, resumed = _open_run(ctx, notes)
     ctx.run_id = run_id
+    if ctx.plan is not None and not (resumed and store.get_run(run_id)["info"].get("plan")):
+        store.set_info(run_id, "plan", ctx.plan.to_dict())
     log(f"{'resuming' if resumed else 'run'} {run_id}: train {len(splits.train)}, dev {len(splits.dev)}, "
         f"test {len(splits.test)}")
     try:
@@ -200,6 +237,7 @@ def _run_arms(ctx: RunContext) -> tuple[dict[str, dict], dict[str, float]]:
     noted: set[str] = set()  # the models whose plain rendering the run's notes name
 
     def on_done(result) -> None:
+        result.summary["unit_s"] = result.unit_s  # the whole unit, preparation included: the plan's actual
         store.start_arm(run_id, result.name, result.position, result.config, result.prompt, result.training,
                         result.curve)  # a no-op locally; a Ray unit's first write
         store.save_predictions(run_id, result.name, result.rows)
@@ -340,49 +378,6 @@ def _warn_long_prompts(store: Store, run_id: str, model: str, name: str, rows: l
                 f"context of {limit} tokens; their answers are unreliable (shorten the inputs or the examples)")
         log(text)
         store.add_warnings(run_id, [text])
-
-
-def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
-    """The task's arms, then the learning curve's extra points: (config, curve point or None)."""
-    plan: list[tuple[object, dict | None]] = [(a, None) for a in task.arms]
-    curve = task.learning_curve
-    if curve is None:
-        return plan
-    tuned = _find(task, curve.arm, "train_size")
-    if tuned is not None:
-        name = arm_name(tuned)
-        for size in curve.sizes:
-            if size == "all":
-                continue  # the arm itself is the curve's last point
-            # every planned epoch runs (the best is kept): early stopping on tiny sets stops on noise
-            # a searched arm's points train with the settings its search chose; a small point's dev
-            # evaluation scales with its size (at least 50 items), not the arm's full eval_max every epoch
-            train = tuned.train.model_copy(update={"train_size": size, "min_passes": curve.min_passes,
-                                                   "patience": 0,
-                                                   "eval_max": min(tuned.train.eval_max, max(50, size))})
-            plan.append((tuned.model_copy(update={"name": f"{name}@{size}", "train": train, "search": None,
-                                                  "settings_from": name if tuned.search else None}),
-                         {"of": name, "size": size}))
-    few = _find(task, curve.few_shot_arm, "examples")
-    if few is not None:
-        name = arm_name(few)
-        draws = curve.draws if few.selection == "random" else 1  # the most similar examples are one set
-        for k in sorted(set(curve.ks) | {few.k}):
-            for draw in range(draws):
-                if (k, draw) == (few.k, few.draw):
-                    continue  # the arm itself
-                point = f"{name}@k{k}" + (f"#{draw}" if draw else "")
-                plan.append((few.model_copy(update={"name": point, "k": k, "draw": draw}),
-                             {"of": name, "k": k, "draw": draw}))
-    return plan
-
-
-def _find(task: Task, name: str | None, role: str):
-    """The named arm, or the first whose learning curve varies `role` (train_size or examples)."""
-    for arm in task.arms:
-        if traits(arm.type).curve == role and name in (None, arm_name(arm)):
-            return arm
-    return None
 
 
 def _open_run(ctx: RunContext, warnings: list[str]) -> tuple[str, bool]:

@@ -29,3 +29,18 @@ def metric_cell(m: MetricValue | None) -> str:
 def md_cell(text: object) -> str:
     """Text safe inside a Markdown table cell: pipes escaped, line breaks as <br>."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "<br>").replace("\n", "<br>")
+
+
+def plan_rows(check) -> tuple[list[str], list[list[str]]]:
+    """The plan against the run: each unit's estimated and actual seconds, and the error."""
+    rows = [[r.unit, r.parts, f"{r.estimated_s:,.0f}", "–" if r.actual_s is None else f"{r.actual_s:,.0f}",
+             _error(r.estimated_s, r.actual_s)] for r in check.rows]
+    rows.append(["total", "", f"{check.estimated_s:,.0f}", f"{check.actual_s:,.0f}",
+                 "–" if check.error is None else f"{check.error:+.0%}"])
+    return ["unit", "parts", "estimated s", "actual s", "error"], rows
+
+
+def _error(estimated: float, actual: float | None) -> str:
+    if actual is None or estimated <= 0:
+        return "–"
+    return f"{(actual - estimated) / estimated:+.0%}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..analysis.model import ArmResult, RunReport
-from .format import metric_cell, money, pct
+from .format import metric_cell, money, pct, plan_rows
 from .markdown import prompt_text
 from .plots import line_chart, pareto_front, scatter
 from .table import declared_lines
@@ -24,7 +24,7 @@ def render_html(report: RunReport) -> str:
         confusion_max=max(confusion.max_count, 1) if confusion else 1,
         arm_names=[a.name for a in report.main_arms()], main_arms=report.main_arms(), prompt_text=prompt_text,
         headline=headline(report) if d else "", shown=shown, declared=declared_lines(report),
-        stability=_stability(report))
+        stability=_stability(report), plan=plan_rows(report.plan_check) if report.plan_check else None)
 
 
 def _stability(report: RunReport) -> dict | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..analysis.model import RunReport
-from .format import md_cell, num
+from .format import md_cell, num, plan_rows
 from .table import declared_lines, seed_verdicts, stability_rows, table_rows
 
 
@@ -126,6 +126,11 @@ def _decision(report: RunReport) -> list[str]:
         lines += ["## The framework's table, measured on this task", ""]
         lines += _table(["", *report.framework.columns], [[r.label, *r.cells] for r in report.framework.rows])
         lines += [""]
+    if report.plan_check:
+        header, rows = plan_rows(report.plan_check)
+        lines += ["## The plan against the run", ""] + _table(header, rows) + [""]
+        if report.plan_check.cuts:
+            lines += [f"Cut to fit the budget {report.plan_check.budget}: " + "; ".join(report.plan_check.cuts), ""]
     return lines
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..analysis.model import RunReport
-from .format import num
+from .format import num, plan_rows
 from .table import compare_rows, declared_lines, not_comparable, seed_verdicts, stability_rows, table_rows
 
 
@@ -57,6 +57,9 @@ def print_table(report: RunReport, out=None) -> None:
         out.print(_rich_table("The framework's table, measured on this task", ["", *report.framework.columns],
                               [[row.label, *row.cells] for row in report.framework.rows], left=99, wrap=True,
                               width=out.width))
+    if report.plan_check:
+        header, rows = plan_rows(report.plan_check)
+        out.print(_rich_table("The plan against the run", header, rows, left=2, width=out.width))
     if report.stability is not None:
         header, rows = stability_rows(report)
         out.print(_rich_table(f"Across re-splits ({report.metric})", header, rows, left=1, width=out.width))

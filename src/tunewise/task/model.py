@@ -13,6 +13,7 @@ from .. import registry
 from .schema import (
     ArmSettings,
     AssertionSettings,
+    Budget,
     ConsistencyConfig,
     DataConfig,
     Endpoint,
@@ -83,6 +84,7 @@ class Task(Strict):
     target: Target | None = Field(None, description="the quality the user needs, e.g. accuracy 0.9")
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
     prices: Prices = Field(default_factory=Prices)
+    budget: Budget | None = Field(None, description="what the run may spend; the plan is cut to fit it")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     base_dir: str = Field(".", description="relative data paths resolve against this directory")
 
@@ -211,6 +213,8 @@ class Task(Strict):
             del out["splits"]["seeds"]  # one seed: the configuration (and its hash) as before seeds existed
         if self.executor == ExecutorConfig():
             del out["executor"]
+        if self.budget is None:
+            del out["budget"]  # no budget: the configuration (and its hash) as before budgets existed
         return out
 
     def on_seed(self, seed: int) -> "Task":

@@ -378,6 +378,19 @@ class ModelPrice(Strict):
     output_per_million: float = Field(ge=0)
 
 
+class Budget(Strict):
+    """What a run may spend: the plan is cut to fit (search trials, the learning curve, consistency samples,
+    training epochs, in that order), or the run is refused before any model work."""
+    minutes: float | None = Field(None, gt=0, description="wall-clock minutes on this machine, as the plan estimates")
+    money: float | None = Field(None, gt=0, description="in the prices' currency: priced tokens and hardware time")
+
+    @model_validator(mode="after")
+    def _something(self) -> "Budget":
+        if self.minutes is None and self.money is None:
+            raise ValueError("gives no limit: set minutes, money, or both")
+        return self
+
+
 class Prices(Strict):
     """Prices for cost per request, one-time training cost and break-even volume."""
     models: dict[str, ModelPrice] = Field(default_factory=dict, description="per model name, per million tokens")
