@@ -162,7 +162,7 @@ def test_without_ray_the_local_executor_runs_with_a_note(tmp_path, words_csv, mo
 
 
 def untimed(summary: dict) -> dict:
-    out = {k: v for k, v in summary.items() if k not in ("cached", "predict_s", "examples_per_s", "latency_p50_s",
+    out = {k: v for k, v in summary.items() if k not in ("cached", "predict_s", "unit_s", "examples_per_s", "latency_p50_s",
                                                           "latency_p95_s")}
     if out.get("consistency"):
         out["consistency"] = {k: v for k, v in out["consistency"].items() if k != "seconds"}

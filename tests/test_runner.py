@@ -50,7 +50,7 @@ def test_rerun_answers_from_the_cache(task_file, tmp_path):
 
 def untimed(summary: dict) -> dict:
     """A summary without what differs between identical runs: cache hits and wall times."""
-    out = {k: v for k, v in summary.items() if k not in ("cached", "predict_s")}
+    out = {k: v for k, v in summary.items() if k not in ("cached", "predict_s", "unit_s")}
     if out.get("consistency"):
         out["consistency"] = {k: v for k, v in out["consistency"].items() if k != "seconds"}
     return out
