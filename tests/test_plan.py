@@ -8,6 +8,7 @@ from conftest import oracle
 from tunewise.backends.fake import FakeBackend
 from tunewise.execution import executor as executor_module
 from tunewise.execution.budget import BudgetError
+from tunewise.execution.plan import PROBE_SIZES
 from tunewise.execution.runner import make_plan
 from tunewise.task import load_task
 
@@ -115,7 +116,7 @@ def test_a_budget_that_cannot_fit_is_refused_before_any_model_work(task_file, tm
     assert err.value.exit_code == 2
     # nothing stored, nothing trained or answered: only the plan's probe asked a few train items per prompt shape
     assert not (tmp_path / "home" / "tunewise.db").exists()
-    assert backend.calls <= 8 * 6
+    assert backend.calls <= sum(PROBE_SIZES) * 6  # six prompt shapes
 
 
 def test_a_budget_that_fits_is_cut_in_the_stated_order_and_met(task_file, tmp_path):
@@ -166,3 +167,11 @@ def test_a_bad_budget_is_one_line_naming_its_field(task_file, budget, words):
     with pytest.raises(TaskFileError) as err:
         _task(task_file, budget=budget)
     assert "budget" in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_rate_charges_each_batch_its_fixed_cost_and_each_request_its_own():
+    from tunewise.execution.plan import Rate
+    rate = Rate(per_batch=1.0, per_item=0.1, batch=10, output_tokens=2)
+    assert rate.seconds(25) == pytest.approx(3 * 1.0 + 2.5)           # batches of 10, 10 and 5
+    assert rate.seconds(25, calls=5) == pytest.approx(5 * 1.0 + 2.5)  # five calls of 5: a batch each
+    assert rate.seconds(0) == 0

@@ -9,6 +9,7 @@ Requests are what the run sends the model; one the store's cache already answere
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -19,7 +20,7 @@ from ..measure.consistency import item_count, paraphrases
 from ..task import Task, arm_name
 from ..task.data import Example, Splits
 
-PROBE_ITEMS = 8           # train items asked per prompt shape
+PROBE_SIZES = (4, 16)     # train items asked per prompt shape, twice: a batch's fixed cost and an item's
 PROBE_STEPS = 4           # training steps timed per fine-tune arm (the first, warming up, is not counted)
 PRUNED_SHARE = 0.55       # of a pruned search's dev answers, measured on the demo's search (pruning stops ~half)
 
@@ -75,9 +76,19 @@ class Plan:
 
 @dataclass
 class Rate:
-    """A prompt shape's measured cost on this machine."""
-    seconds: float            # per request
+    """A prompt shape's measured cost on this machine: a fixed cost per batch (a decoding step reads every
+    weight, however many rows it carries) and a cost per request, fitted on two probe sizes."""
+    per_batch: float
+    per_item: float
+    batch: int                # requests the backend takes in one batch
     output_tokens: float      # per request
+
+    def seconds(self, n: int, calls: int = 1) -> float:
+        """`n` requests sent in `calls` calls of the backend."""
+        if n <= 0:
+            return 0.0
+        per_call = n / max(1, calls)
+        return max(1, calls) * math.ceil(per_call / self.batch) * self.per_batch + n * self.per_item
 
 
 @dataclass
@@ -103,24 +114,32 @@ class Prober:
         return self.make(model)
 
     def rate(self, arm, model: str) -> Rate:
-        """The arm's prompt asked of its base model on a few train items."""
-        items = (self.splits.train or self.splits.dev)[:PROBE_ITEMS]
+        """The arm's prompt asked of its base model on a few train items, at two sizes."""
         # a shape, not a prompt: a reworded instruction or a sample costs what its prompt costs
         config = getattr(arm, "config", None)
-        key = json.dumps([model, arm.decoding, type(arm).__name__, getattr(config, "k", 0),
-                          getattr(config, "passages", 0), getattr(config, "layout", "")], default=str)
+        key = json.dumps([model, arm.decoding, type(arm).__name__] + [getattr(config, name, None) for name in (
+            "k", "selection", "passages", "layout", "calibrate")], default=str)
         if key not in self.rates:
             backend = self.backend(model)
-            start = time.perf_counter()
-            preds = arm.predict(items, backend) if items else []
-            took = time.perf_counter() - start
-            self.spent += took
-            self.asked += len(preds)
-            self.tokens = (self.tokens[0] + sum(p.input_tokens for p in preds),
-                           self.tokens[1] + sum(p.output_tokens for p in preds))
-            n = max(1, len(preds))
-            self.rates[key] = Rate(took / n, sum(p.output_tokens for p in preds) / n)
+            pool = self.splits.train or self.splits.dev
+            small, large = (self._timed(arm, pool[:n], backend) for n in PROBE_SIZES)
+            (n1, t1, _), (n2, t2, out) = small, large
+            per_item = max((t2 - t1) / max(1, n2 - n1), 0.05 * t2 / max(1, n2))
+            attribute = "batch_size" if arm.decoding == "constrained" else "decode_batch"
+            self.rates[key] = Rate(per_batch=max(0.0, t1 - n1 * per_item), per_item=per_item,
+                                   batch=getattr(backend, attribute, None) or 10**9, output_tokens=out)
         return self.rates[key]
+
+    def _timed(self, arm, items, backend) -> tuple[int, float, float]:
+        """(requests, seconds, output tokens per request) of one call."""
+        start = time.perf_counter()
+        preds = arm.predict(items, backend) if items else []
+        took = time.perf_counter() - start
+        self.spent += took
+        self.asked += len(preds)
+        self.tokens = (self.tokens[0] + sum(p.input_tokens for p in preds),
+                       self.tokens[1] + sum(p.output_tokens for p in preds))
+        return len(preds), took, sum(p.output_tokens for p in preds) / max(1, len(preds))
 
     def seconds_per_token(self, tuned, examples) -> float:
         """A few training steps of the arm's own sequences, timed after the first."""
@@ -232,14 +251,14 @@ class Counter:
         extra = self.calibration(arm, items, backend) if calibrated else (0, 0)
         rate = self.prober.rate(arm, model)
         out_tokens = rate.output_tokens
-        seconds = rate.seconds
+        seconds = rate.seconds(n, calls=runs) + rate.seconds(extra[0])
         if tuned and arm.decoding != "constrained":  # a tuned model answers and stops: the target's length
             answer = _answer_tokens(backend, self.splits.train)
             if rate.output_tokens > 0:
                 seconds *= max(0.25, min(1.0, (answer + 1) / rate.output_tokens))
             out_tokens = min(out_tokens, answer + 1) if out_tokens else answer + 1
         return Part(unit=unit, part=part, requests=n + extra[0], input_tokens=tokens + extra[1],
-                    output_tokens=int(round(out_tokens * n)), seconds=seconds * (n + extra[0]))
+                    output_tokens=int(round(out_tokens * n)), seconds=seconds)
 
     def calibration(self, arm, items, backend) -> tuple[int, int]:
         """Contextual calibration scores each distinct content-free prompt once."""
@@ -285,7 +304,7 @@ class Counter:
         judge_task = self.task.model_copy(update={"instruction": "Score the answer."})
         probe = arm_class("structured")(config, judge_task, self.labels, {})
         probe.prepare(self.splits)
-        return self.prober.rate(probe, self.task.judge.model).seconds
+        return self.prober.rate(probe, self.task.judge.model).seconds(100) / 100
 
     # -- searches and trainings ----------------------------------------------------------------
     def search(self, unit: str, arm, baseline, model: str) -> Part:
@@ -301,8 +320,10 @@ class Counter:
         rate = self.prober.rate(baseline, model)
         startup = min(s.trials, 4)  # Optuna's median pruner prunes nothing before its fourth trial
         expected = int(startup * dev + (s.trials - startup) * dev * PRUNED_SHARE)
+        rungs = 3  # each trial asks for growing slices of the dev items (a quarter, a half, all): a call each
         return Part(unit=unit, part="search", requests=requests, input_tokens=int(per_item * longest * requests),
-                    output_tokens=int(rate.output_tokens * requests), seconds=rate.seconds * growth * expected,
+                    output_tokens=int(rate.output_tokens * requests),
+                    seconds=rate.seconds(expected, calls=s.trials * rungs) * growth,
                     bound=True, expected_requests=expected)
 
     def trainings(self, unit: str, arm, asker) -> list[Part]:
