@@ -100,6 +100,9 @@ def test_the_learning_curve_and_a_hybrid_train_with_the_settings_the_search_chos
     assert arms["hybrid"]["training"]["learning_rate"] == 3e-2 and "tune_search" not in arms["hybrid"]["training"]
     assert arms["lora@4"]["training"]["learning_rate"] == 3e-2
     assert sorted(seen) == [1e-7, 3e-2, 3e-2, 3e-2]  # two trials, then the hybrid and the curve point
+    effort = result.report.effort  # the hybrid's settings were found by lora's search: both sides searched
+    assert effort["hybrid"].searched and effort["hybrid"].shared_with == "lora" and effort["hybrid"].trials == 2
+    assert effort["lora"].searched and not effort["structured"].trials
 
 
 def test_dev_is_scored_with_the_arms_own_decoding(planted, tmp_path, monkeypatch):

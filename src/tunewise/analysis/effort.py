@@ -18,8 +18,18 @@ def arm_effort(arm: ArmResult, arms: dict[str, ArmResult], one_time: float) -> E
     search = record.get("tune_search")
     if search:
         return _tune_search(record, search, one_time)
-    return Effort(how="one training, fixed settings", trials=1, dev_answers=_dev_answers(record),
-                  seconds=record.get("wall_s") or 0.0, tokens=record.get("tokens_seen"), money=one_time)
+    own = Effort(how="one training, fixed settings", trials=1, dev_answers=_dev_answers(record),
+                 seconds=record.get("wall_s") or 0.0, tokens=record.get("tokens_seen"), money=one_time)
+    source = arms.get(record.get("settings_from") or "")
+    found = ((source.training or {}).get("tune_search") if source is not None else None)
+    if not found:
+        return own
+    # trained with the settings another arm's search chose: that search is part of what found it
+    return Effort(how=f"one training, with the settings {source.name}'s search chose", searched=True,
+                  trials=len(found["trials"]), dev_answers=_trial_answers(found) + own.dev_answers,
+                  seconds=(found.get("wall_s") or 0.0) + own.seconds,
+                  tokens=sum(t.get("tokens") or 0 for t in found["trials"]) + (own.tokens or 0) or None,
+                  money=one_time, shared_with=source.name)
 
 
 def _prompt_search(record: dict, one_time: float) -> Effort:
@@ -35,7 +45,7 @@ def _prompt_search(record: dict, one_time: float) -> Effort:
 
 def _tune_search(record: dict, search: dict, one_time: float) -> Effort:
     trials = search["trials"]
-    answers = sum((t.get("epochs_run") or 0) * (t.get("dev_items") or search.get("dev_items") or 0) for t in trials)
+    answers = _trial_answers(search)
     tokens = sum(t.get("tokens") or 0 for t in trials)
     seconds = search.get("wall_s") or 0.0
     if search.get("train_size"):  # the winner trained again, on the whole train split
@@ -44,6 +54,12 @@ def _tune_search(record: dict, search: dict, one_time: float) -> Effort:
         seconds += record.get("wall_s") or 0.0
     return Effort(how="searched", searched=True, trials=len(trials), dev_answers=answers, seconds=seconds,
                   tokens=tokens or None, money=one_time)
+
+
+def _trial_answers(search: dict) -> int:
+    """Dev answers a fine-tune search's trials asked for: each trial's dev items after each of its epochs."""
+    return sum((t.get("epochs_run") or 0) * (t.get("dev_items") or search.get("dev_items") or 0)
+               for t in search["trials"])
 
 
 def _dev_answers(record: dict) -> int:
@@ -56,6 +72,8 @@ def effort_text(effort: Effort, currency_money: str | None) -> str:
     if not effort.trials:
         return "none: the prompt as written (no dev answers, nothing searched)"
     found = (f"{effort.trials} trials searched" if effort.searched else "one training with fixed settings")
+    if effort.shared_with:
+        found = f"one training with the settings {effort.shared_with}'s {effort.trials} trials found"
     parts = [found, f"{effort.dev_answers:,} dev answers", f"{effort.seconds:,.0f} s compute"]
     if effort.tokens:
         parts.append(f"{effort.tokens:,} tokens")

@@ -172,6 +172,7 @@ class Effort(_Model):
     seconds: float = 0.0     # compute spent choosing (searching or training)
     tokens: int | None = None  # tokens trained on, or sent by the search, where recorded
     money: float = 0.0       # what that compute cost at the stated prices
+    shared_with: str | None = None  # trained with the settings this arm's search chose (its search counted too)
 
 
 class Evidence(_Model):

@@ -185,6 +185,8 @@ class TunedArm(_Prompted):
         self.training["path"] = str(self.out_dir)
         if searched:
             self.training["tune_search"] = searched
+        if self.config.settings_from:  # its settings came from that arm's search: the report's effort says so
+            self.training["settings_from"] = self.config.settings_from
         if getattr(self.prompter, "training", None):  # a searched prompt: its search, for the report and export
             self.training["search"] = self.prompter.training
         self.backend = LocalBackend.sharing(base, model, f"{base.model_key}+{self.config.type}:{key}")
