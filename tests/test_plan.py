@@ -64,7 +64,7 @@ def _per_unit(monkeypatch, backend) -> dict[str, int]:
 
 def test_the_plans_counts_are_the_requests_a_run_sends(task_file, tmp_path, monkeypatch):
     task = _task(task_file)
-    _, plan = make_plan(task, home=tmp_path / "home", backend_factory=lambda m: Counting(), log=lambda m: None)
+    _, plan = make_plan(task, backend_factory=lambda m: Counting(), log=lambda m: None)
     planned: dict[str, int] = {}
     bounds = set()
     for p in plan.parts:
@@ -87,7 +87,7 @@ def test_the_plans_counts_are_the_requests_a_run_sends(task_file, tmp_path, monk
 
 def test_a_run_stores_its_plan_and_the_report_sets_estimates_beside_actual_times(task_file, tmp_path):
     task = _task(task_file)
-    task, plan = make_plan(task, home=tmp_path / "home", backend_factory=lambda m: Counting(), log=lambda m: None)
+    task, plan = make_plan(task, backend_factory=lambda m: Counting(), log=lambda m: None)
     result = tunewise.run(task, home=tmp_path / "home", progress=False, backend_factory=lambda m: Counting(),
                           log=lambda m: None, plan=plan)
     rows = {r.unit: r for r in result.report.plan_check.rows}
@@ -120,11 +120,11 @@ def test_a_budget_that_cannot_fit_is_refused_before_any_model_work(task_file, tm
 
 
 def test_a_budget_that_fits_is_cut_in_the_stated_order_and_met(task_file, tmp_path):
-    full = make_plan(_priced(task_file), home=tmp_path / "h0", backend_factory=lambda m: Counting(),
+    full = make_plan(_priced(task_file), backend_factory=lambda m: Counting(),
                      log=lambda m: None)[1]
     budget = full.money * 0.8
     task = _priced(task_file, {"money": budget})
-    cut, plan = make_plan(task, home=tmp_path / "h1", backend_factory=lambda m: Counting(), log=lambda m: None)
+    cut, plan = make_plan(task, backend_factory=lambda m: Counting(), log=lambda m: None)
     assert plan.cuts and plan.cuts[0].startswith("searched: search trials")  # the searches are cut first
     assert plan.money <= budget
     backend = Counting()
@@ -137,7 +137,7 @@ def test_a_budget_that_fits_is_cut_in_the_stated_order_and_met(task_file, tmp_pa
 def test_the_reports_show_the_plan_against_the_run(task_file, tmp_path):
     from tunewise.reports.html import render_html
     from tunewise.reports.markdown import to_markdown
-    task, plan = make_plan(_task(task_file), home=tmp_path / "home", backend_factory=lambda m: Counting(),
+    task, plan = make_plan(_task(task_file), backend_factory=lambda m: Counting(),
                            log=lambda m: None)
     result = tunewise.run(task, home=tmp_path / "home", progress=False, backend_factory=lambda m: Counting(),
                           log=lambda m: None, plan=plan)
@@ -150,7 +150,7 @@ def test_the_plan_command_prints_a_total_scripts_can_read(task_file, tmp_path):
 
     from tunewise.cli import main
     _task(task_file)
-    out = CliRunner().invoke(main, ["plan", str(task_file), "--home", str(tmp_path / "home")])
+    out = CliRunner().invoke(main, ["plan", str(task_file)])
     assert out.exit_code == 0, out.output
     assert out.output.strip().splitlines()[-1].startswith("total: about ")
     out = CliRunner().invoke(main, ["run", str(task_file), "--home", str(tmp_path / "home"), "--plan",

@@ -179,7 +179,7 @@ def test_the_plan_counts_a_searchs_trials_and_the_curve_points_own_sizes(planted
     from tunewise.execution.runner import make_plan
     task = planted({"trials": 2, "learning_rate": [1e-7, 3e-2], "train_size": 6},
                    curve={"sizes": [4, "all"], "min_passes": 20})
-    _, plan = make_plan(task, home=tmp_path / "home", log=lambda m: None)
+    _, plan = make_plan(task, log=lambda m: None)
     parts = [(p.unit, p.part, p.requests) for p in plan.parts if p.unit.startswith("lora")]
     dev = 16  # the planted data's dev split: every dev item, after each epoch
     assert parts[:3] == [("lora", "search", 3 * dev), ("lora", "search", 3 * dev), ("lora", "training", 3 * dev)]

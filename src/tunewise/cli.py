@@ -168,16 +168,14 @@ def plan_options(command):
 @click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--budget", callback=_budget, help="Cut the plan to fit: 20m, minutes=20, money=5.")
 @executor_options
-@HOME_OPTION
 @friendly
-def plan_command(task_file: Path, budget, executor: str | None, address: str | None, seeds: list[int] | None,
-                 home: str) -> None:
+def plan_command(task_file: Path, budget, executor: str | None, address: str | None, seeds: list[int] | None) -> None:
     """Print what running TASK_FILE would send and spend, unit by unit; its last line is the total."""
     from .execution.plan import plan_text
     from .execution.runner import make_plan
     from .task import load_task
     task = _with_options(load_task(task_file), executor, address, seeds)
-    _, plan = make_plan(task, home=home, task_file=str(task_file), budget=budget,
+    _, plan = make_plan(task, task_file=str(task_file), budget=budget,
                         log=lambda msg: click.echo(msg, err=True))
     click.echo("\n".join(plan_text(plan)))
 
@@ -402,7 +400,7 @@ def _run_and_show(task, task_file: str, home: str, strict: bool, progress: bool,
     start = time.perf_counter()
     make, plan = backends_for(task), None
     if show_plan or budget:
-        task, plan = make_plan(task, home=home, backend_factory=make, task_file=task_file, budget=budget, log=log)
+        task, plan = make_plan(task, backend_factory=make, task_file=task_file, budget=budget, log=log)
     if show_plan:
         from .execution.plan import plan_text
         click.echo("\n".join(plan_text(plan)))

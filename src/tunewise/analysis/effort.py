@@ -3,7 +3,7 @@ answers. A verdict between a searched side and an unsearched one says so: the co
 
 from __future__ import annotations
 
-from .costs import training_record
+from .costs import spent_seconds, training_record
 from .model import ArmResult, Effort
 
 
@@ -47,12 +47,11 @@ def _tune_search(record: dict, search: dict, one_time: float) -> Effort:
     trials = search["trials"]
     answers = _trial_answers(search)
     tokens = sum(t.get("tokens") or 0 for t in trials)
-    seconds = search.get("wall_s") or 0.0
     if search.get("train_size"):  # the winner trained again, on the whole train split
         answers += _dev_answers(record)
         tokens += record.get("tokens_seen") or 0
-        seconds += record.get("wall_s") or 0.0
-    return Effort(how="searched", searched=True, trials=len(trials), dev_answers=answers, seconds=seconds,
+    return Effort(how="searched", searched=True, trials=len(trials), dev_answers=answers,
+                  seconds=spent_seconds(record),
                   tokens=tokens or None, money=one_time)
 
 

@@ -105,13 +105,13 @@ class Prober:
     tokens: tuple[int, int] = (0, 0)                          # their input and output tokens
 
     def backend(self, model: str) -> Backend:
+        start = time.perf_counter()
+        backend = self.make(model)  # one per model (the run's factory makes each once)
         if model not in self.loads:
-            start = time.perf_counter()
-            backend = self.make(model)
             getattr(backend, "model", None)  # a local model loads now, and its loading is timed
             self.loads[model] = time.perf_counter() - start
             self.spent += self.loads[model]
-        return self.make(model)
+        return backend
 
     def rate(self, arm, model: str) -> Rate:
         """The arm's prompt asked of its base model on a few train items, at two sizes."""
@@ -186,9 +186,9 @@ def _time_steps(tuned, examples, base) -> float:
 class Counter:
     """Counts one run's requests and tokens, unit by unit, with the arms built as the run builds them."""
 
-    def __init__(self, task: Task, labels: list[str], splits: Splits, prober: Prober, home):
+    def __init__(self, task: Task, labels: list[str], splits: Splits, prober: Prober):
         from .executor import arm_plan, plan_units
-        self.task, self.labels, self.splits, self.prober, self.home = task, labels, splits, prober, home
+        self.task, self.labels, self.splits, self.prober = task, labels, splits, prober
         self.plan = arm_plan(task)
         self.configs = {arm_name(c): c for c, _ in self.plan}
         self.units = plan_units(task, self.plan)
@@ -431,8 +431,8 @@ def _model_of(unit: str, configs: dict, task: Task) -> str | None:
     return (config.model or task.model) if config is not None else None
 
 
-def count_plan(task: Task, labels: list[str], splits: Splits, prober: Prober, home) -> Plan:
-    counter = Counter(task, labels, splits, prober, home)
+def count_plan(task: Task, labels: list[str], splits: Splits, prober: Prober) -> Plan:
+    counter = Counter(task, labels, splits, prober)
     parts = counter.parts()
     # the probe is spent already, and counts against a budget like the rest
     parts.append(Part(unit=f"probe {task.model}", part="probe", requests=prober.asked, input_tokens=prober.tokens[0],
@@ -441,7 +441,7 @@ def count_plan(task: Task, labels: list[str], splits: Splits, prober: Prober, ho
     return Plan(parts=parts, probe_s=prober.spent, probe_requests=prober.asked, currency=task.prices.currency)
 
 
-def plan_task(task: Task, labels: list[str], splits: Splits, make: Callable[[str], Backend], home,
+def plan_task(task: Task, labels: list[str], splits: Splits, make: Callable[[str], Backend],
               budget=None, task_file: str = "<task>") -> tuple[Task, Plan]:
     """The run's plan, measured with the run's own backends; with a budget (the task's unless given), the task
     cut to fit it."""
@@ -449,7 +449,7 @@ def plan_task(task: Task, labels: list[str], splits: Splits, make: Callable[[str
     prober = Prober(task, splits, make)
 
     def count(t: Task) -> Plan:
-        return count_plan(t, labels, splits, prober, home)
+        return count_plan(t, labels, splits, prober)
     budget = budget or task.budget
     if budget is None:
         return task, count(task)

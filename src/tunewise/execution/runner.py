@@ -114,7 +114,7 @@ def run(task: Task, *, home: str | Path = DEFAULT_HOME, strict: bool = False, pr
     examples, labels, splits, leak = _prepare(task, strict, task_file)  # every check; nothing written yet
     make = _once(backend_factory or _factory(task))
     if plan is None and task.budget is not None:
-        task, plan = _planned(task, labels, splits, make, home, None, task_file, log)
+        task, plan = _planned(task, labels, splits, make, None, task_file, log)
         examples, labels, splits, leak = _prepare(task, strict, task_file)
     store = Store(home / "tunewise.db")
     try:
@@ -125,20 +125,20 @@ def run(task: Task, *, home: str | Path = DEFAULT_HOME, strict: bool = False, pr
         store.close()
 
 
-def make_plan(task: Task, *, home: str | Path = DEFAULT_HOME, backend_factory: Callable[[str], Backend] | None = None,
-              task_file: str = "<task>", budget=None, log: Callable[[str], None] | None = None):
+def make_plan(task: Task, *, backend_factory: Callable[[str], Backend] | None = None, task_file: str = "<task>",
+              budget=None, log: Callable[[str], None] | None = None):
     """What the run would send and spend, unit by unit, measured with a short probe; with a budget (given, or
     the task's) the task cut to fit it. Returns (task to run, plan)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     examples, labels, splits, leak = _prepare(task, False, task_file)
     make = _once(backend_factory or _factory(task))
-    return _planned(task, labels, splits, make, Path(home), budget, task_file, log)
+    return _planned(task, labels, splits, make, budget, task_file, log)
 
 
-def _planned(task, labels, splits, make, home, budget, task_file, log):
+def _planned(task, labels, splits, make, budget, task_file, log):
     from .plan import plan_task
     with progress_bars(False):
-        task, plan = plan_task(task, labels, splits, make, home, budget, task_file)
+        task, plan = plan_task(task, labels, splits, make, budget, task_file)
     for cut in plan.cuts:
         log(f"budget: cut {cut}")
     return task, plan
