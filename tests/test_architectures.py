@@ -17,7 +17,7 @@ import torch
 from conftest import CHATML, CORPUS
 from tunewise.backends.base import GenParams, GenRequest, ScoreRequest
 from tunewise.backends.local import LocalBackend
-from tunewise.training.loop import AnswerLoss
+from tunewise.training.loop import AnswerLoss, SFTExample, prefix_sharing, shared_start
 
 WINDOW = 16
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -219,6 +219,50 @@ def test_answer_loss_and_its_gradients_equal_transformers_loss(arch, tokenizer):
     assert our_grads.keys() == their_grads.keys() and len(our_grads) > 10
     for param, grad in our_grads.items():
         assert torch.allclose(grad, their_grads[param], atol=1e-5, rtol=1e-4), f"{name}: gradient of {param}"
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_a_shared_start_run_once_gives_the_whole_sequences_loss_and_gradients(name, tokenizer):
+    """Training's shared prefix (the chat template and instruction every row starts with, run once for the
+    batch): the loss and every gradient of the plain pass, eager attention and the model's own alike. A model
+    whose window the rows outgrow trains without it; the same model with a window they fit in is checked."""
+    rows = [(backend(None, tokenizer).chat.encode(msgs(w, shots=())), label)
+            for w, label in [("happy", "positive"), ("the quick brown fox", "the lazy dog"), ("sad", "no")]]
+    rows = [(p, tokenizer(label, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]) for p, label in rows]
+    longest = max(len(p) + len(a) for p, a in rows)
+    windowed = build(name, tokenizer)
+    if any(w for w in local_windows(windowed)):
+        assert not prefix_sharing(windowed.config, longest), f"{name}: its window hides part of the rows"
+    model = build(name, tokenizer, sliding_window=512) if any(w for w in local_windows(windowed)) else windowed
+    assert prefix_sharing(model.config, longest)
+    pads = [longest - len(p) - len(a) for p, a in rows]
+    ids = torch.tensor([p + a + [tokenizer.pad_token_id] * n for (p, a), n in zip(rows, pads)])
+    labels = torch.tensor([[-100] * len(p) + a + [-100] * n for (p, a), n in zip(rows, pads)])
+    mask = torch.tensor([[1] * (len(p) + len(a)) + [0] * n for (p, a), n in zip(rows, pads)])
+    shared = shared_start([SFTExample(i.tolist(), la.tolist()) for i, la in zip(ids, labels)])
+    assert shared > 10, "the rows share their chat template and instruction"
+    model.train()
+    try:
+        for attention in ("eager", model.config._attn_implementation):
+            model.set_attn_implementation(attention)
+            plain, plain_grads = loss_and_grads(model, lambda: AnswerLoss(model, False, "cpu")(ids, labels, mask))
+            once, once_grads = loss_and_grads(model, lambda: AnswerLoss(model, False, "cpu")(
+                ids, labels, mask, shared=shared))
+            assert once == pytest.approx(plain, abs=1e-5), f"{name} ({attention}): loss {once} vs {plain}"
+            assert once_grads.keys() == plain_grads.keys() and len(once_grads) > 10
+            for param, grad in once_grads.items():
+                # float32 sums in another order: equal to 1e-5 of the gradient's own scale
+                scale = max(1.0, plain_grads[param].abs().max().item())
+                assert torch.allclose(grad, plain_grads[param], atol=1e-5 * scale, rtol=1e-4), \
+                    f"{name} ({attention}): gradient of {param} off by {(grad - plain_grads[param]).abs().max()}"
+    finally:
+        model.eval()
+        model.zero_grad(set_to_none=True)
+
+
+def local_windows(model) -> list:
+    from tunewise.backends.local import layer_windows
+    return list(layer_windows(model.config).values())
 
 
 def loss_and_grads(model, compute):

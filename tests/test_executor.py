@@ -165,7 +165,7 @@ def untimed(summary: dict) -> dict:
     out = {k: v for k, v in summary.items() if k not in ("cached", "predict_s", "unit_s", "examples_per_s", "latency_p50_s",
                                                           "latency_p95_s")}
     if out.get("consistency"):
-        out["consistency"] = {k: v for k, v in out["consistency"].items() if k != "seconds"}
+        out["consistency"] = {k: v for k, v in out["consistency"].items() if k not in ("seconds", "model_s")}
     return out
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import sqlite3
 
@@ -159,6 +160,43 @@ def test_the_consistency_pass_keeps_within_its_share_of_an_arm(task_file):
     assert item_count(generated, 200, unlimited) == 50
 
 
+class SlowSamples(FakeBackend):
+    """Answers as the fake does; a sampled answer records `sampled_s` of model time, a greedy one 1 ms; and
+    each generate call's size is kept."""
+
+    def __init__(self, sampled_s: float):
+        super().__init__(oracle)
+        self.sampled_s, self.call_sizes = sampled_s, []
+
+    def generate(self, requests, progress=None):
+        self.call_sizes.append(len(requests))
+        return [dataclasses.replace(g, latency_s=self.sampled_s if r.params.temperature > 0 else g.latency_s)
+                for r, g in zip(requests, super().generate(requests, progress))]
+
+
+@pytest.mark.parametrize("sampled_s, items", [(0.001, 10), (0.004, 4)])
+def test_the_consistency_pass_stops_at_its_share_of_measured_time(task_file, sampled_s, items):
+    """max_share caps the pass by the model time its answers record: when sampled answers cost as much as
+    greedy ones, every item the call count allows; when they cost 4 times as much, only the first few. Each
+    pass asks all its items' samples in one call, so the backend can batch them."""
+    from tunewise.arms import build
+    from tunewise.measure.consistency import item_count, measure
+    from tunewise.task import ConsistencyConfig
+    task = tunewise.load_task(task_file)
+    task = task.model_copy(update={"consistency": ConsistencyConfig(samples=5, max_items=50, max_share=0.5)})
+    arm = build(task.arms[0], task, ["negative", "positive"], {})
+    from tunewise.task.data import Example
+    examples = [Example(id=str(i), input=f"Word: {w}{i}", target="positive", line=i, fields={"word": f"{w}{i}"})
+                for i, w in enumerate(["good", "bad", "happy", "sad", "calm", "angry"] * 14)]
+    backend = SlowSamples(sampled_s)
+    test_seconds = sum(p.latency_s for p in arm.predict(examples, backend))  # 84 answers, 84 ms
+    assert item_count(arm, len(examples), task) == 10  # 8 runs an item: 10 items' calls fit the test's 84
+    backend.call_sizes.clear()
+    out = measure(arm, examples, backend, task, test_seconds=test_seconds)
+    assert out["items"] == items
+    assert out["model_s"] <= test_seconds + 1e-9 or items == 4  # the first 4 are measured whatever they cost
+    sample_calls = [n for n in backend.call_sizes if n % 5 == 0 and n >= 20]
+    assert sample_calls[0] == 20  # the first 4 items' 5 samples each, in one call
 def test_the_summary_shows_the_consistency_share_of_each_arm(task_file, tmp_path):
     task = tunewise.load_task(task_file)
     result = tunewise.run(task, home=tmp_path, progress=False, backend_factory=fake_factory(FakeBackend(oracle)))

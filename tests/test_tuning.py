@@ -120,12 +120,13 @@ def _examples(backend):
             for w, label in WORDS[:8]]
 
 
-def _lora(tiny_model_dir):
+def _lora(tiny_model_dir, dropout: float = 0.1):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    return get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj", "v_proj"]))
+    return get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout,
+                                           target_modules=["q_proj", "v_proj"]))
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tiny_backend, tiny_model_dir, tmp_path):
@@ -238,6 +239,50 @@ def test_bfloat16_mixed_precision_keeps_float32_weights_and_the_loss(tiny_backen
         assert all(p.dtype == torch.float32 for p in model.parameters())
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.03)
     assert losses["bfloat16"] != losses["float32"]  # the products really ran in bfloat16
+
+
+def test_the_shared_start_trains_to_the_same_weights_with_eager_attention(tiny_backend, tiny_model_dir, tmp_path):
+    """A batch's shared start run once (share_prefix) trains the weights the plain pass trains; the training
+    runs with eager attention on a CPU and gives the model back with its own kernel."""
+    examples = _examples(tiny_backend)
+    args = TrainSettings(epochs=1, batch_size=4, learning_rate=1e-2, seed=0)
+    with_dropout = SFTTrainer(_lora(tiny_model_dir), args, examples, out_dir=tmp_path / "dropout")
+    assert not with_dropout.shared_start(list(range(4)))  # one mask for every row's start: not the plain pass
+    weights, kernels = {}, []
+    for share in (True, False):
+        model = _lora(tiny_model_dir, dropout=0.0)
+        own = model.config._attn_implementation
+        args = TrainSettings(epochs=2, batch_size=4, precision="float32", learning_rate=1e-2, seed=0,
+                             share_prefix=share)
+        trainer = SFTTrainer(model, args, examples, out_dir=tmp_path / str(share))
+        assert bool(trainer.shared_start(list(range(4)))) == share  # the chat template's start, every row
+        trainer.progress = lambda n, info="", config=model.config: kernels.append(config._attn_implementation)
+        trainer.train()
+        assert model.config._attn_implementation == own
+        weights[share] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert set(kernels) == ({"eager"} if own == "sdpa" else {own})
+    for name, value in weights[True].items():
+        assert torch.allclose(value, weights[False][name], atol=1e-5), name
+
+
+def test_bfloat16_training_holds_the_frozen_base_in_bfloat16_and_gives_it_back(tiny_backend, tiny_model_dir,
+                                                                                tmp_path):
+    """While a LoRA trains in bfloat16 its frozen base is held in bfloat16 (no cast at each step); after, and
+    while dev is scored, the base is its own float32 weights again, unchanged."""
+    model = _lora(tiny_model_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    seen = []
+
+    def evaluate(m):
+        seen.append(("dev", next(p for p in m.parameters() if not p.requires_grad).dtype))
+        return 0.5
+    args = TrainSettings(epochs=1, batch_size=4, precision="bfloat16", learning_rate=1e-2, seed=0)
+    trainer = SFTTrainer(model, args, _examples(tiny_backend), out_dir=tmp_path, evaluate=evaluate)
+    trainer.progress = lambda n, info="": seen.append(
+        ("step", next(p for p in model.parameters() if not p.requires_grad).dtype))
+    trainer.train()
+    assert seen[0] == ("step", torch.bfloat16) and seen[-1] == ("dev", torch.float32)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters() if not p.requires_grad)
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):

@@ -31,6 +31,7 @@ class Consistency(_Model):
     paraphrase_agreement: float | None = None
     paraphrases: int | None = None
     seconds: float | None = None  # the pass's wall time (runs before this field: unknown)
+    model_s: float | None = None  # the model time its answers recorded: what max_share caps
 
 
 class AnswerGroup(_Model):

@@ -86,7 +86,8 @@ class Arm:
         """Whether the prompt carries an instruction that can be reworded."""
         return False
 
-    def variant(self, *, instruction: str | None = None, sampling: tuple[float, int] | None = None) -> "Arm":
+    def variant(self, *, instruction: str | None = None,
+                sampling: tuple[float, int | list[int]] | None = None) -> "Arm":
         """A copy asked with a reworded instruction, or sampled at (temperature, sample index)."""
         raise NotImplementedError
 

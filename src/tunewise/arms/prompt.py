@@ -65,7 +65,8 @@ class PromptArm(Arm):
         self.words = words or {label: label for label in labels}
         # bare: the input alone, no instruction (what a fine-tuned model is asked by default)
         self.system = None if bare else system_text(task, list(self.words.values()), self.levers)
-        self.sampling: tuple[float, int] | None = None  # (temperature, sample index) for consistency runs
+        # (temperature, sample index, or one per example) for consistency runs
+        self.sampling: tuple[float, int | list[int]] | None = None
         draw = getattr(config, "draw", 0)
         self.shot_seed = (task.splits.seed + 1_000_003 * draw) if shot_seed is None else shot_seed
         self.pool: list[Example] = []
@@ -160,7 +161,8 @@ class PromptArm(Arm):
             return self._predict_scored(examples, all_messages, backend, progress)
         return self._predict_generated(examples, all_messages, backend, progress)
 
-    def variant(self, *, instruction: str | None = None, sampling: tuple[float, int] | None = None) -> "PromptArm":
+    def variant(self, *, instruction: str | None = None,
+                sampling: tuple[float, int | list[int]] | None = None) -> "PromptArm":
         """A copy asked with a reworded instruction, or sampled at a temperature with a sample index."""
         other = copy.copy(self)
         if instruction is not None and self.system is not None:
@@ -172,9 +174,10 @@ class PromptArm(Arm):
     def _predict_generated(self, examples, all_messages, backend, progress) -> list[Prediction]:
         gen = self.task.generation
         temperature, sample = self.sampling or (gen.temperature, 0)
+        samples = sample if isinstance(sample, list) else [sample] * len(all_messages)
         params = GenParams(gen.max_tokens, temperature, tuple(gen.stop), gen.seed,
                            json_object=self.task.type == "extraction")
-        outputs = backend.generate([GenRequest(m, params, sample) for m in all_messages], progress)
+        outputs = backend.generate([GenRequest(m, params, s) for m, s in zip(all_messages, samples)], progress)
         return [Prediction(e, m, o.text, self._parse(o.text), o.latency_s, o.input_tokens, o.output_tokens, o.cached)
                 for e, m, o in zip(examples, all_messages, outputs)]
 

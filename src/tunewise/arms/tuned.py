@@ -35,7 +35,7 @@ class FineTuneConfig(ArmSettings):
                                             "used in training and at inference")
     r: int = Field(8, gt=0, description="LoRA rank")
     alpha: int = Field(16, gt=0, description="LoRA alpha")
-    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (0: no mask to draw at each step)")
     target_modules: list[str] | None = Field(None, description="LoRA targets; default: the attention projections")
     train: TrainSettings = Field(default_factory=TrainSettings)
     merge: bool = Field(False, description="also save the LoRA weights merged into a full model")
@@ -179,7 +179,7 @@ class TunedArm(_Prompted):
         model = self._fit(base, splits, ctx)
         if model is None:
             model = load_saved(self.out_dir / "model", base.device) if self.config.type == "full" else \
-                load_adapter(self.model, self.out_dir / "adapter", base.device)
+                load_adapter(self.model, self.out_dir / "adapter", base.device, base.model)
         key = self.out_dir.name.split("-", 1)[1]
         self.training = json.loads((self.out_dir / "done.json").read_text())
         self.training["path"] = str(self.out_dir)
@@ -292,11 +292,11 @@ class TunedArm(_Prompted):
         import torch
 
         from ..backends.chat import ChatFormat
-        from ..backends.models import load_causal_lm, merged, save_model, with_lora
+        from ..backends.models import merged, private_copy, save_model, with_lora
         from ..training.distributed import LaunchedTrainer, resolve_processes
         from ..training.loop import SFTTrainer, TrainResult, count_params, flops_per_token, write_json
         settings = self.settings(len(train))
-        model = load_causal_lm(self.model, base.device)  # a private copy: the shared backend's stays untouched
+        model = private_copy(base.model)  # the shared backend's stays untouched
         cfg = self.config
         lora = dict(r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules) \
             if cfg.type == "lora" else None
@@ -355,7 +355,7 @@ class TunedArm(_Prompted):
         in proportion), answered with the arm's own decoding and parser, so the epoch kept is the best at what
         the test measures (scored labels would choose on another measurement than a generating arm's)."""
         from ..backends.local import LocalBackend
-        if not splits.dev:
+        if not splits.dev or not self.config.train.eval_max:
             return None
         rng = random.Random(self.seed)
         key = (lambda e: str(e.target)) if self.task.type == "classification" else None

@@ -391,12 +391,19 @@ def merged(model):
     return model.merge_and_unload().eval()
 
 
-def load_adapter(model: str, adapter: Path, device: str):
-    """The base model with a saved LoRA adapter, merged for inference."""
+def private_copy(base_model):
+    """A copy of a loaded model's weights to train or merge into: the shared model stays untouched, and
+    nothing is read (or a GGUF dequantized) again: 0.25 s against 4.7 s for the embedded model."""
+    import copy
+    return copy.deepcopy(base_model)
+
+
+def load_adapter(model: str, adapter: Path, device: str, base_model=None):
+    """The base model (a copy of `base_model` when it is loaded) with a saved LoRA adapter, merged for inference."""
     import warnings
 
     from peft import PeftModel
-    base = load_causal_lm(model, device)
+    base = private_copy(base_model) if base_model is not None else load_causal_lm(model, device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return merged(PeftModel.from_pretrained(base, str(adapter)))

@@ -181,7 +181,8 @@ class UnitRunner:
         if (unit.curve is None or "seed" in unit.curve) and task.consistency.enabled:
             begin = time.perf_counter()
             summary["consistency"] = measure_consistency(arm, test, backend, task,
-                                                         self.bars.callback(f"{unit.name} consistency", 2))
+                                                         self.bars.callback(f"{unit.name} consistency", 2),
+                                                         test_seconds=sum(p.latency_s for p in predictions))
             summary["consistency"]["seconds"] = time.perf_counter() - begin
         return UnitResult(unit.name, unit.position, arm_config(unit.config), arm.prompt_template(), arm.training,
                           unit.curve, arm.model, rows, summary, time.perf_counter() - start)
@@ -237,12 +238,11 @@ def arm_plan(task: Task) -> list[tuple[object, dict | None]]:
         for size in curve.sizes:
             if size == "all":
                 continue  # the arm itself is the curve's last point
-            # every planned epoch runs (the best is kept): early stopping on tiny sets stops on noise
-            # a searched arm's points train with the settings its search chose; a small point's dev
-            # evaluation scales with its size (at least 50 items), not the arm's full eval_max every epoch
+            # every planned epoch runs and the last is kept, with no dev evaluation: a point costs its
+            # training examples, not a toll of dev answers per epoch (early stopping on tiny sets stops on
+            # noise); a searched arm's points train with the settings its search chose
             train = tuned.train.model_copy(update={"train_size": size, "min_passes": curve.min_passes,
-                                                   "patience": 0,
-                                                   "eval_max": min(tuned.train.eval_max, max(50, size))})
+                                                   "patience": 0, "eval_max": 0})
             plan.append((tuned.model_copy(update={"name": f"{name}@{size}", "train": train, "search": None,
                                                   "settings_from": name if tuned.search else None}),
                          {"of": name, "size": size}))

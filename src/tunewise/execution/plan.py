@@ -157,12 +157,12 @@ def _time_steps(tuned, examples, base) -> float:
 
     import torch
 
-    from ..backends.models import load_causal_lm, with_lora
+    from ..backends.models import private_copy, with_lora
     from ..training.loop import SFTTrainer
     settings = tuned.settings(len(examples))
     batch = settings.batch_size * settings.grad_accum
     sample = examples[: batch * PROBE_STEPS]
-    model = load_causal_lm(tuned.model, base.device)
+    model = private_copy(base.model)
     if tuned.config.type == "lora":
         c = tuned.config
         torch.manual_seed(0)
@@ -219,9 +219,10 @@ class Counter:
                 parts.append(self.search(unit.name, arm.inner.prompter, self.asker(arm.inner.prompter,
                                                                                  traits("searched")), model))
         tuned = kind.trains_weights
-        parts.append(self.asking(unit.name, "test", asker, self.splits.test, model, tuned, calibrated=True))
+        test = self.asking(unit.name, "test", asker, self.splits.test, model, tuned, calibrated=True)
+        parts.append(test)
         if main and self.task.consistency.enabled:
-            parts.append(self.consistency(unit.name, asker, model, tuned))
+            parts.append(self.consistency(unit.name, asker, model, tuned, test.seconds))
         if self.task.judge is not None and self.task.judge.rubric:
             parts.append(self.judge_rubric(unit.name))
         return parts
@@ -269,7 +270,9 @@ class Counter:
                                                              arm.answer, arm.layout) for e in items)}
         return len(prompts), sum(_count(backend, m) for m in prompts.values())
 
-    def consistency(self, unit: str, arm, model: str, tuned: bool) -> Part:
+    def consistency(self, unit: str, arm, model: str, tuned: bool, test_seconds: float) -> Part:
+        """Its calls for `item_count` items: a bound, as the run stops adding items when their measured
+        time passes max_share of the evaluation (`measure`); its seconds, within that share."""
         config = self.task.consistency
         n = item_count(arm, len(self.splits.test), self.task)
         items = self.splits.test[:n]
@@ -278,9 +281,13 @@ class Counter:
         if arm.asks_instruction:  # each rewording is a prompt of its own, calibrated on its own
             passes += [self.asking(unit, "consistency", arm.variant(instruction=text), items, model, tuned,
                                    calibrated=True) for text in paraphrases(self.task, config)]
+        seconds = sum(p.seconds for p in passes)
+        if config.max_share < 1:
+            seconds = min(seconds, test_seconds * config.max_share / (1 - config.max_share))
         return Part(unit=unit, part="consistency", requests=sum(p.requests for p in passes),
                     input_tokens=sum(p.input_tokens for p in passes),
-                    output_tokens=sum(p.output_tokens for p in passes), seconds=sum(p.seconds for p in passes))
+                    output_tokens=sum(p.output_tokens for p in passes), seconds=seconds,
+                    bound=bool(passes) and config.max_share < 1)
 
     def judge_rubric(self, unit: str) -> Part:
         judge = self.task.judge
@@ -356,7 +363,7 @@ class Counter:
         dev_items = min(settings.eval_max, len(self.splits.dev))
         dev = self.asking(unit, part, asker, self.splits.dev[:dev_items], tuned.model, True, runs=settings.epochs)
         return Part(unit=unit, part=part, requests=dev.requests, input_tokens=tokens + dev.input_tokens,
-                    output_tokens=dev.output_tokens, seconds=seconds + dev.seconds + self.prober.loads[tuned.model],
+                    output_tokens=dev.output_tokens, seconds=seconds + dev.seconds,
                     bound=bool(settings.patience))
 
 

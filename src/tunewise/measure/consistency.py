@@ -35,31 +35,73 @@ def agreement(answers_per_item: list[list[Any]]) -> float:
     return float(np.mean(shares)) if shares else float("nan")
 
 
-def measure(arm: Arm, examples, backend: Backend, task: Task, progress=None) -> dict[str, Any]:
-    """Sample agreement (N samples at temperature T), paraphrase agreement, format compliance."""
+FIRST_ITEMS = 4  # the pass runs on these first, and its measured cost sets how many more fit
+
+
+def measure(arm: Arm, examples, backend: Backend, task: Task, progress=None,
+            test_seconds: float | None = None) -> dict[str, Any]:
+    """Sample agreement (N samples at temperature T), paraphrase agreement, format compliance.
+
+    The pass costs at most max_share of the arm's evaluation: at most `item_count` items (its calls), and,
+    given `test_seconds` (the model time of the arm's test answers), as many items as fit in their share of
+    time, counted from the model time of the first few items' answers. Model time is what each answer
+    records, so a rerun that reads them from the cache chooses the same items."""
     config = task.consistency
-    items = examples[: item_count(arm, len(examples), task)]
-    base = arm.predict(items, backend)
-    out: dict[str, Any] = {"items": len(items), "samples": config.samples, "temperature": config.temperature,
-                           "format_ok": float(np.mean([p.parsed is not None for p in base]))}
-    samples = _samples(arm, items, backend, config, base, task.splits.seed)
-    out["sample_agreement"] = agreement(samples)
-    if task.type == "generation":  # sentences rarely repeat word for word: how close the samples are, too
-        out["sample_similarity"] = similarity(samples)
+    limit = item_count(arm, len(examples), task)
+    first = _run(arm, examples[:min(limit, FIRST_ITEMS)], backend, task)
+    rest = limit - first.items
+    if test_seconds is not None and config.max_share < 1 and first.seconds > 0:
+        budget = test_seconds * config.max_share / (1 - config.max_share)
+        rest = max(0, min(rest, int((budget - first.seconds) / (first.seconds / first.items))))
+    runs = first.join(_run(arm, examples[first.items:first.items + rest], backend, task)) if rest else first
     if progress:
-        progress(1)
-    if not arm.asks_instruction:
-        out["paraphrase_agreement"] = None  # asked with the bare input: no instruction to reword
-    else:
-        answers = [[p.parsed] for p in base]
+        progress(2)
+    return runs.summary(arm, task)
+
+
+class _Runs:
+    """A pass's answers per item: the test answer, the samples, the paraphrased answers; and its model time."""
+
+    def __init__(self, base: list, samples: list[list], reworded: list[list], seconds: float):
+        self.base, self.samples, self.reworded, self.seconds = base, samples, reworded, seconds
+
+    @property
+    def items(self) -> int:
+        return len(self.base)
+
+    def join(self, other: "_Runs") -> "_Runs":
+        return _Runs(self.base + other.base, self.samples + other.samples, self.reworded + other.reworded,
+                     self.seconds + other.seconds)
+
+    def summary(self, arm: Arm, task: Task) -> dict[str, Any]:
+        config = task.consistency
+        out: dict[str, Any] = {"items": self.items, "samples": config.samples, "temperature": config.temperature,
+                               "format_ok": float(np.mean([p.parsed is not None for p in self.base])),
+                               "model_s": self.seconds, "sample_agreement": agreement(self.samples)}
+        if task.type == "generation":  # sentences rarely repeat word for word: how close the samples are, too
+            out["sample_similarity"] = similarity(self.samples)
+        if not arm.asks_instruction:
+            out["paraphrase_agreement"] = None  # asked with the bare input: no instruction to reword
+        else:
+            out["paraphrase_agreement"] = agreement([[p.parsed] + row for p, row in zip(self.base, self.reworded)])
+            out["paraphrases"] = len(self.reworded[0]) if self.reworded else 0
+        return out
+
+
+def _run(arm: Arm, items, backend: Backend, task: Task) -> _Runs:
+    """The pass on `items`: their samples (all in one request list, so they share batches) and paraphrases."""
+    config = task.consistency
+    base = arm.predict(items, backend)  # the test's answers: from the cache, not counted
+    predictions = []
+    samples = _samples(arm, items, backend, config, base, task.splits.seed, predictions)
+    reworded: list[list] = [[] for _ in items]
+    if arm.asks_instruction:
         for text in paraphrases(task, config):
-            for row, pred in zip(answers, arm.variant(instruction=text).predict(items, backend)):
+            answered = arm.variant(instruction=text).predict(items, backend)
+            predictions += answered
+            for row, pred in zip(reworded, answered):
                 row.append(pred.parsed)
-        out["paraphrase_agreement"] = agreement(answers)
-        out["paraphrases"] = len(answers[0]) - 1 if answers else 0
-    if progress:
-        progress(1)
-    return out
+    return _Runs(base, samples, reworded, sum(p.latency_s for p in predictions))
 
 
 def item_count(arm: Arm, n_test: int, task: Task) -> int:
@@ -85,8 +127,11 @@ def similarity(answers_per_item: list[list[Any]]) -> float:
     return float(np.mean(means)) if means else float("nan")
 
 
-def _samples(arm: Arm, items, backend, config: ConsistencyConfig, base, seed: int) -> list[list[Any]]:
-    """Each item's answers sampled `config.samples` times at the temperature."""
+def _samples(arm: Arm, items, backend, config: ConsistencyConfig, base, seed: int,
+             predictions: list) -> list[list[Any]]:
+    """Each item's answers sampled `config.samples` times at the temperature (the calls made go to
+    `predictions`). Sample i of an item is the request it always was: one list only lets the backend batch
+    several items' samples together."""
     if arm.decoding == "constrained":
         # scored labels: sample from softmax(logprob / T) over the labels, no model call needed
         rng = np.random.default_rng(seed)
@@ -98,9 +143,8 @@ def _samples(arm: Arm, items, backend, config: ConsistencyConfig, base, seed: in
             probs /= probs.sum()
             answers.append([labels[i] for i in rng.choice(len(labels), size=config.samples, p=probs)])
         return answers
-    answers = [[] for _ in items]
-    for sample in range(config.samples):
-        sampled = arm.variant(sampling=(config.temperature, sample)).predict(items, backend)
-        for row, pred in zip(answers, sampled):
-            row.append(pred.parsed)
-    return answers
+    n = config.samples
+    repeated = [item for item in items for _ in range(n)]
+    sampled = arm.variant(sampling=(config.temperature, list(range(n)) * len(items))).predict(repeated, backend)
+    predictions += sampled
+    return [[p.parsed for p in sampled[i * n:(i + 1) * n]] for i in range(len(items))]

@@ -275,7 +275,7 @@ class TrainSettings(Strict):
     loss_on: Literal["final", "all_assistant"] = Field(
         "final", description="conversations: the loss on the final assistant message (the target) only, or on "
                              "every assistant message of the conversation (TRL's assistant_only_loss)")
-    eval_max: int = Field(200, gt=0, description="dev items scored after each epoch")
+    eval_max: int = Field(200, ge=0, description="dev items scored after each epoch (0: none, the last epoch kept)")
     checkpoint_every_s: float = Field(60.0, gt=0, description="how often an interrupted run can resume from")
     train_size: int | None = Field(None, gt=0, description="use only this many train examples (stratified)")
     min_passes: int = Field(0, ge=0, description="repeat epochs until this many examples were seen")
@@ -286,8 +286,12 @@ class TrainSettings(Strict):
                             "when there are several, else one (in this process); a number on CPU runs that "
                             "many CPU processes")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="bfloat16: mixed precision (bf16 matrix products; float32 weights, gradients and "
-                            "optimizer); auto: bfloat16 where the hardware has it natively, else float32")
+        "auto", description="bfloat16: mixed precision (bf16 matrix products; a LoRA's frozen base held in bf16 "
+                            "while it trains; float32 trained weights, gradients and optimizer); auto: bfloat16 "
+                            "where the hardware has it natively, else float32")
+    share_prefix: bool = Field(True, description="run the tokens a batch's sequences all start with (the chat "
+                               "template, the instruction) once for the batch: the same loss and gradients, fewer "
+                               "tokens; models whose attention it does not model train without it")
 
 
 class LearningCurve(Strict):

@@ -11,11 +11,13 @@ Inputs keep TRL's vocabulary: prompt/completion rows, loss on the completion onl
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -123,6 +125,11 @@ class SFTTrainer:
         # one of several data-parallel processes (accelerate): each takes its share of every micro-batch
         self.accelerator = accelerator
         self.rank, self.world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+        # the frozen base in the training precision: autocast would cast every frozen weight at every step
+        self.frozen = FrozenWeights(model, torch.bfloat16 if self.bf16 else None)
+        self.attention = TrainingAttention(model, device)
+        longest = max((len(e.input_ids) for e in examples), default=0)
+        self.share_prefix = args.share_prefix and prefix_sharing(model.config, longest) and not drops(model)
         objective = AnswerLoss(model, self.bf16, device)
         self.objective = accelerator.prepare_model(objective) if accelerator else objective
         self.optimizer = torch.optim.AdamW(self.params, lr=args.learning_rate, weight_decay=args.weight_decay)
@@ -160,16 +167,25 @@ class SFTTrainer:
         as_tensor = lambda x: torch.tensor(x, device=self.device)  # noqa: E731
         return as_tensor(ids), as_tensor(labels), as_tensor(mask)
 
+    def shared_start(self, batch: list[int]) -> int:
+        """The tokens the batch's rows all start with, run once for all of them (0: none worth it)."""
+        if not self.share_prefix or len(batch) < 2:
+            return 0
+        shared = shared_start([self.examples[i] for i in batch])
+        return shared if shared >= MIN_SHARED else 0
+
     # -- one step -----------------------------------------------------------
     def loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-             reduction: str = "mean") -> torch.Tensor:
+             reduction: str = "mean", shared: int = 0) -> torch.Tensor:
         """Cross-entropy over answer tokens (mean or sum); the output head runs on those positions only."""
-        return self.objective(ids, labels, mask, reduction)
+        return self.objective(ids, labels, mask, reduction, shared)
 
     # -- the loop -----------------------------------------------------------
     def train(self) -> TrainState:
         self._resume()
         self.model.train()
+        self.frozen.lower()
+        self.attention.train()
         while self.state.epoch < self.epochs and not self.state.stopped_early:
             self.run_batches()
             self._end_epoch()
@@ -191,6 +207,8 @@ class SFTTrainer:
 
     def finish(self) -> TrainState:
         """The best epoch's weights in the model, which is left in eval mode."""
+        self.frozen.restore()
+        self.attention.restore()
         if self.best is not None:
             self.model.load_state_dict(self.best, strict=False)
         self.model.eval()
@@ -213,7 +231,7 @@ class SFTTrainer:
         last = index + 1 >= group_start + len(group)
         with self._sync(last):
             ids, labels, mask = self.collate(mine)
-            loss = self.loss(ids, labels, mask, reduction="sum") / group_tokens
+            loss = self.loss(ids, labels, mask, reduction="sum", shared=self.shared_start(mine)) / group_tokens
             if self.world > 1:
                 loss = loss * (weight * self.world)
             loss.backward()
@@ -262,7 +280,11 @@ class SFTTrainer:
             return
         start = time.perf_counter()
         self.model.eval()
+        self.frozen.restore()  # dev answers as test asks them: in the weights' own precision and attention
+        self.attention.restore()
         metric = self.evaluate(self.model)
+        self.frozen.lower()
+        self.attention.train()
         self.model.train()
         state.elapsed_s += time.perf_counter() - start
         state.dev.append({"epoch": state.epoch, "metric": metric, "step": state.step})
@@ -325,22 +347,115 @@ class SFTTrainer:
             torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class FrozenWeights:
+    """A model's frozen floating weights (LoRA's base), kept in two precisions: the training precision while it
+    trains, so that autocast casts none of them at every step, and their own for evaluation and after. The
+    trained weights (the adapters) and the optimizer's state stay in float32."""
+
+    def __init__(self, model, dtype):
+        self.params = [p for p in model.parameters()
+                       if dtype is not None and not p.requires_grad and p.is_floating_point() and p.dtype != dtype]
+        self.own = [p.data for p in self.params]
+        self.low = [p.data.to(dtype) for p in self.params]
+
+    def lower(self) -> None:
+        for param, data in zip(self.params, self.low):
+            param.data = data
+
+    def restore(self) -> None:
+        for param, data in zip(self.params, self.own):
+            param.data = data
+
+
+class TrainingAttention:
+    """Eager attention while a model trains on a CPU: torch's scaled-dot-product kernel has a slow backward
+    there (the training benchmark: eager trains the demo's LoRA about 1.4 times as fast in bfloat16); the
+    model's own kernel back for evaluation and after."""
+
+    def __init__(self, model, device: str):
+        self.model = model
+        self.own = getattr(model.config, "_attn_implementation", None)
+        self.switch = device == "cpu" and self.own == "sdpa"
+
+    def train(self) -> None:
+        self._set("eager")
+
+    def restore(self) -> None:
+        self._set(self.own)
+
+    def _set(self, kind: str) -> None:
+        if self.switch:
+            with warnings.catch_warnings():  # transformers' own check calls a deprecated name of its own
+                warnings.simplefilter("ignore", FutureWarning)
+                self.model.set_attn_implementation(kind)
+
+
+MIN_SHARED = 4  # a shorter common start is not worth its own pass
+
+
+def shared_start(rows: list[SFTExample]) -> int:
+    """How many tokens every row starts with, stopping before the token that predicts the first learned
+    one: that part of the batch is the same for every row, so one pass computes it for all."""
+    first, shortest = rows[0].input_ids, min(len(r.input_ids) for r in rows)
+    same = next((i for i in range(shortest) if any(r.input_ids[i] != first[i] for r in rows)), shortest)
+    learned = min(next((i for i, label in enumerate(r.labels) if label != -100), len(r.labels)) for r in rows)
+    return max(0, min(same, learned - 1, shortest - 1))
+
+
+def prefix_sharing(config, longest: int) -> bool:
+    """Whether training may run a batch's common start once: a model whose attention the shared prefix
+    models (causal, every position or a window no row outgrows; see backends.local.fast_paths)."""
+    from ..backends.local import fast_paths, layer_windows
+    windows = [w for w in layer_windows(config).values() if w]
+    return fast_paths(config)[0] and not (windows and longest > min(windows))
+
+
+def drops(model) -> bool:
+    """Whether training draws dropout masks (LoRA's, the model's layers' or its attention's): a shared start
+    run once would share one mask among the rows, which is not the plain pass's training."""
+    text = model.config.get_text_config(decoder=True)
+    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()) or \
+        bool(getattr(text, "attention_dropout", 0) or 0)
+
+
 class AnswerLoss(torch.nn.Module):
     """The training objective as a module, so that DDP can wrap it: the decoder over the whole sequence,
     the output head on answer positions only (with the model's soft cap of its logits, as its own forward
-    applies it: `output_logits`), cross-entropy over those tokens."""
+    applies it: `output_logits`), cross-entropy over those tokens.
+
+    `shared`: the first tokens every row has (`shared_start`) run once, batch size 1, and each row's
+    remainder reads their keys and values (expanded, not copied): the gradients of all rows flow back into
+    that one pass, so the loss and gradients are the whole sequence's, for a fraction of its tokens."""
 
     def __init__(self, model, bf16: bool, device: str):
         super().__init__()
         self.model, self.bf16, self.device_type = model, bf16, device.split(":")[0]
 
-    def forward(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, reduction: str = "mean"):
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, reduction: str = "mean",
+                shared: int = 0):
         with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
-            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-            targets = labels[:, 1:]
+            if shared:
+                hidden = self._after_shared(ids, mask, shared)
+            else:
+                hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            targets = labels[:, shared + 1:]
             keep = targets != -100
             logits = output_logits(self.model, hidden[:, :-1][keep])
         return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction=reduction)
+
+    def _after_shared(self, ids: torch.Tensor, mask: torch.Tensor, shared: int) -> torch.Tensor:
+        """The hidden states of positions shared.. of every row, the first `shared` run once."""
+        from transformers import DynamicCache
+        decoder = self.model.get_decoder()
+        cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+        prefix = DynamicCache()  # no config: every layer keeps the whole prefix (prefix_sharing checked windows)
+        decoder(input_ids=ids[:1, :shared], use_cache=True, **{cache_arg: prefix})
+        n = len(ids)
+        rows = DynamicCache(ddp_cache_data=[(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1))
+                                            for layer in prefix.layers])
+        positions = torch.arange(shared, ids.shape[1], device=ids.device).expand(n, -1)
+        return decoder(input_ids=ids[:, shared:], attention_mask=mask, position_ids=positions, use_cache=True,
+                       **{cache_arg: rows}).last_hidden_state
 
 
 def native_bf16(device: str) -> bool:
