@@ -155,3 +155,27 @@ def test_the_cards_code_reproduces_predict(tmp_path, tiny_model_dir, base_model_
             config = json.loads((out / "adapter" / "adapter_config.json").read_text())
             assert config["base_model_name_or_path"] == str(model)
     assert any(said)  # the comparison is of answers, not of empty texts alone
+
+
+def test_similar_examples_are_the_whole_pools_most_similar_without_the_item_itself():
+    """`selection: similar` takes the k best of the pool by trigram overlap (ties by pool order), leaving out the
+    pool's copies of the item, as sorting the whole pool for each item did; it just does not sort it."""
+    import random as stdlib_random
+
+    from tunewise.arms import build
+    from tunewise.arms.prompt import _ngrams, _overlap
+    from tunewise.task import validate_task
+    from tunewise.task.data import Example, Splits, normalize
+    rng = stdlib_random.Random(0)
+    words = ["good", "bad", "goodness", "badly", "great", "grate", "sad", "glad", "gladly", "mad"]
+    pool = [Example(id=str(i), input=f"Word: {rng.choice(words)}{rng.choice(['', 's', 'ly'])}", target="x", line=i)
+            for i in range(300)]
+    task = validate_task({"instruction": "Classify.", "data": {"path": "d.jsonl", "input": "w", "target": "y"},
+                          "arms": [{"type": "few_shot", "k": 5, "selection": "similar"}]})
+    arm = build(task.arms[0], task, ["x"], {})
+    arm.prepare(Splits(pool, [], []))
+    for item in pool[:40] + [Example(id="new", input="Word: gladness", target="x", line=0)]:
+        query, key = _ngrams(item.input), normalize(item.input)
+        ranked = sorted(range(len(pool)), key=lambda i: (-_overlap(query, _ngrams(pool[i].input)), i))
+        expected = [pool[i] for i in ranked if normalize(pool[i].input) != key][:5]
+        assert arm.shots_for(item) == list(reversed(expected))

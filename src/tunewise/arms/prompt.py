@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import heapq
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Literal
 
 from pydantic import Field
@@ -102,6 +103,8 @@ class PromptArm(Arm):
             self.shots = self._random_shots(random.Random(self.shot_seed))
         else:
             self._index = [_ngrams(e.input) for e in self.pool]
+            self._keys = [normalize(e.input) for e in self.pool]  # once, not per item (bench/scale.py)
+            self._key_count = Counter(self._keys)
             self._similar: dict[str, list[Example]] = {}
 
     def _random_shots(self, rng: random.Random) -> list[Example]:
@@ -131,8 +134,11 @@ class PromptArm(Arm):
         key = normalize(example.input)
         if key not in self._similar:  # each item's prompt is built again for every consistency run
             query = _ngrams(example.input)
-            scored = sorted(range(len(self.pool)), key=lambda i: (-_overlap(query, self._index[i]), i))
-            picked = [self.pool[i] for i in scored if normalize(self.pool[i].input) != key]
+            # the k most similar, and enough more to leave out the pool's copies of the item itself: no sort of
+            # the whole pool for every item
+            take = self.k + self._key_count.get(key, 0)
+            best = heapq.nsmallest(take, range(len(self.pool)), key=lambda i: (-_overlap(query, self._index[i]), i))
+            picked = [self.pool[i] for i in best if self._keys[i] != key]
             self._similar[key] = list(reversed(picked[: self.k]))  # the most similar sits next to the input
         return self._similar[key]
 
@@ -255,4 +261,5 @@ def _ngrams(text: str, n: int = 3) -> set[str]:
 
 
 def _overlap(a: set[str], b: set[str]) -> float:
-    return len(a & b) / (len(a | b) or 1)
+    shared = len(a & b)
+    return shared / (len(a) + len(b) - shared or 1)  # the union's size, without building it
