@@ -204,3 +204,13 @@ def test_the_summary_shows_the_consistency_share_of_each_arm(task_file, tmp_path
     assert arm.summary.predict_s > 0 and arm.summary.consistency.seconds > 0
     assert 0 < arm.summary.consistency_share < 1
     assert "eval s (consistency)" in result.report_paths["markdown"].read_text()
+
+
+def test_each_arms_result_is_said_as_it_finishes(task_file, tmp_path):
+    """The first arms' numbers show while the others still run, not only in the final report."""
+    said = []
+    tunewise.run(tunewise.load_task(task_file), home=tmp_path, progress=False, log=said.append,
+                 backend_factory=fake_factory(FakeBackend(oracle)))
+    results = [line for line in said if " in " in line and "(95% CI " in line]
+    assert [line.split(":")[0] for line in results] == ["zero_shot", "structured", "few_shot"]
+    assert all(line.split(": ")[1].startswith("accuracy ") for line in results)

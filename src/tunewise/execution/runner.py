@@ -248,6 +248,7 @@ def _run_arms(ctx: RunContext) -> tuple[dict[str, dict], dict[str, float]]:
         _warn_verbose_judge(store, run_id, result.name, result.summary, log)
         summaries[result.name] = result.summary
         seconds[result.name] = result.unit_s
+        log(_result_line(result, task))
 
     _warn_self_preference(task, store, run_id, log)
     with _Bars(ctx.progress) as bars:
@@ -351,6 +352,16 @@ def _note_rendering(store: Store, run_id: str, result, task: Task, log, noted: s
     for text in notes:
         log(text)
     store.add_warnings(run_id, notes)
+
+
+def _result_line(result, task: Task) -> str:
+    """A unit's result as it finishes, so the first arms' numbers show long before the report."""
+    name = task.decision_metric()[0]
+    metric = result.summary["metrics"].get(name) or {}
+    if metric.get("value") is None:
+        return f"{result.name}: done in {result.unit_s:.0f} s"
+    interval = f" (95% CI {metric['low']:.3f}–{metric['high']:.3f})" if metric.get("low") is not None else ""
+    return f"{result.name}: {name} {metric['value']:.3f}{interval} in {result.unit_s:.0f} s"
 
 
 def _note_engine(store: Store, run_id: str, result, log, noted: set[str]) -> None:
