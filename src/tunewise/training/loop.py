@@ -127,9 +127,11 @@ class SFTTrainer:
         self.rank, self.world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
         # the frozen base in the training precision: autocast would cast every frozen weight at every step
         self.frozen = FrozenWeights(model, torch.bfloat16 if self.bf16 else None)
-        self.attention = TrainingAttention(model, device)
+        # one process only: launched processes (DDP) aborted now and then with either (1 run in 3 on 2 CPUs)
+        alone = accelerator is None
+        self.attention = TrainingAttention(model, device if alone else "")
         longest = max((len(e.input_ids) for e in examples), default=0)
-        self.share_prefix = args.share_prefix and prefix_sharing(model.config, longest) and not drops(model)
+        self.share_prefix = alone and args.share_prefix and prefix_sharing(model.config, longest) and not drops(model)
         objective = AnswerLoss(model, self.bf16, device)
         self.objective = accelerator.prepare_model(objective) if accelerator else objective
         self.optimizer = torch.optim.AdamW(self.params, lr=args.learning_rate, weight_decay=args.weight_decay)
